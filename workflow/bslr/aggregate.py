@@ -1,0 +1,59 @@
+"""Collect per-run Parquet files into one table of runs and one table of epochs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bslr.storage import read_run, run_settings_of
+
+KEYS = ["experiment", "model", "dataset", "batch_size", "lr", "seed"]
+RUNS_COLUMNS = KEYS + [
+    "ratio",
+    "epochs",
+    "final_test_acc",
+    "best_test_acc",
+    "final_train_acc",
+    "final_test_loss",
+    "final_train_loss",
+    "gap",
+    "diverged",
+]
+
+
+def summarise(epochs: pd.DataFrame, settings: dict, diverged: bool) -> dict:
+    """One row of runs.parquet: the run's keys and its final and best metrics."""
+    last = epochs.iloc[-1]
+    return {
+        **{key: settings[key] for key in KEYS},
+        "ratio": settings["batch_size"] / settings["lr"],
+        "epochs": int(last["epoch"]),
+        "final_test_acc": float(last["test_acc"]),
+        "best_test_acc": float(epochs["test_acc"].max()),
+        "final_train_acc": float(last["train_acc"]),
+        "final_test_loss": float(last["test_loss"]),
+        "final_train_loss": float(last["train_loss"]),
+        "gap": float(last["train_acc"] - last["test_acc"]),
+        "diverged": diverged or not np.isfinite(last["train_loss"]),
+    }
+
+
+def aggregate(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return (runs, epochs), sorted by the run keys so that rebuilt tables are identical."""
+    run_rows, epoch_frames = [], []
+    for path in paths:
+        epochs, metadata = read_run(path)
+        settings = run_settings_of(metadata)
+        run_rows.append(summarise(epochs, settings, metadata.get("diverged") == "true"))
+        keyed = epochs.assign(**{key: settings[key] for key in KEYS if key not in epochs})
+        epoch_frames.append(keyed)
+    runs = pd.DataFrame(run_rows, columns=RUNS_COLUMNS).sort_values(KEYS, ignore_index=True)
+    epochs = (
+        pd.concat(epoch_frames, ignore_index=True) if epoch_frames else pd.DataFrame(columns=KEYS + ["epoch"])
+    )
+    epoch_columns = KEYS + [column for column in epochs.columns if column not in KEYS]
+    epochs = epochs[epoch_columns].sort_values(KEYS + ["epoch"], ignore_index=True)
+    return runs, epochs

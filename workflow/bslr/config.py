@@ -1,0 +1,230 @@
+"""Load, validate and expand a bslr configuration into its grid of runs.
+
+The workflow calls `validate_config` once, before planning any job, so that a typo or an impossible
+value stops everything with one message that names the key, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+# Keys of `training` that change how fast a run goes but never its result: they are kept out of a
+# run's settings so that changing them does not re-train anything.
+NON_PROTOCOL_KEYS = ("threads", "eval_batch_size")
+
+GRID_KEYS = ("models", "datasets", "batch_sizes", "learning_rates", "seeds", "epochs")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be run; the message says which key, which value and the fix."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One grid point: one training job and one per-run Parquet file."""
+
+    experiment: str
+    model: str
+    dataset: str
+    batch_size: int
+    lr: float
+    seed: int
+
+    @property
+    def lr_text(self) -> str:
+        return format_lr(self.lr)
+
+    @property
+    def path(self) -> str:
+        return run_path(self.experiment, self.dataset, self.model, self.batch_size, self.lr, self.seed)
+
+
+def format_lr(lr: float) -> str:
+    """Shortest decimal text that reads back as the same float: 0.01, 0.2, never 0.30000000000000004."""
+    text = repr(float(lr))
+    if "e" in text or "E" in text:
+        text = format(Decimal(text), "f")
+    return text
+
+
+def run_path(experiment: str, dataset: str, model: str, batch_size: int, lr: float, seed: int) -> str:
+    return (
+        f"results/runs/{experiment}/{dataset}/{model}/"
+        f"bs{int(batch_size)}_lr{format_lr(lr)}_seed{int(seed)}.parquet"
+    )
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+def _key_path(parts: Any) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = _key_path(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        keys = ", ".join(f"{where}.{key}" if error.absolute_path else key for key in extra)
+        hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
+        return f"unknown config key {keys} (a typo?){hint}"
+    if error.validator == "required":
+        return f"config key {where} is missing a required entry: {error.message}"
+    if error.validator == "oneOf":
+        return (
+            f"config key {where} = {json.dumps(error.instance)} is neither a non-empty list of distinct "
+            "values > 0 nor a range {start, stop, step} with values > 0 (integers for batch sizes)"
+        )
+    return f"config key {where} = {json.dumps(error.instance)} is invalid: {error.message}"
+
+
+def fill_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any]) -> None:
+    """Fill in `default:` values of the schema, recursively, where the user left a key out."""
+    if "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].rsplit("/", 1)[1]]
+    if not isinstance(instance, dict):
+        return
+    for key, subschema in schema.get("properties", {}).items():
+        resolved = root["$defs"][subschema["$ref"].rsplit("/", 1)[1]] if "$ref" in subschema else subschema
+        if key not in instance and "default" in resolved:
+            instance[key] = copy.deepcopy(resolved["default"])
+        if key in instance:
+            fill_defaults(instance[key], subschema, root)
+    additional = schema.get("additionalProperties")
+    if isinstance(additional, dict):
+        for value in instance.values():
+            fill_defaults(value, additional, root)
+
+
+def expand_values(value: Any, key: str, integer: bool) -> list:
+    """A list stays as it is; {start, stop, step} becomes every value from start to stop inclusive.
+
+    Decimal arithmetic makes 0.01..0.20 step 0.01 exactly 20 values, 0.01 ... 0.2.
+    """
+    if isinstance(value, list):
+        return [int(v) if integer else float(v) for v in value]
+    start, stop, step = (Decimal(str(value[k])) for k in ("start", "stop", "step"))
+    if start > stop:
+        raise ConfigError(
+            f"config key {key} = {json.dumps(value)}: start {value['start']} is greater than stop "
+            f"{value['stop']}; swap them or give a list"
+        )
+    count = int((stop - start) / step) + 1
+    values = [start + i * step for i in range(count)]
+    return [int(v) if integer else float(v) for v in values]
+
+
+def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    """Return a validated copy of `config` with defaults filled and ranges expanded into lists.
+
+    Raises ConfigError with one readable message for the first problem found.
+    """
+    from bslr.data import DATASETS
+    from bslr.models import MODELS
+
+    schema = load_schema(schema_path)
+    config = copy.deepcopy(dict(config))
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        raise ConfigError(_describe(error))
+    fill_defaults(config, schema, schema)
+
+    for name, experiment in config["experiments"].items():
+        prefix = f"experiments.{name}"
+        for key, known in (("models", MODELS), ("datasets", DATASETS)):
+            for item in experiment[key]:
+                if item not in known:
+                    raise ConfigError(
+                        f"config key {prefix}.{key} names unknown {key[:-1]} {item!r}; "
+                        f"known {key}: {', '.join(sorted(known))}"
+                    )
+        experiment["batch_sizes"] = expand_values(experiment["batch_sizes"], f"{prefix}.batch_sizes", True)
+        experiment["learning_rates"] = expand_values(
+            experiment["learning_rates"], f"{prefix}.learning_rates", False
+        )
+        for dataset in experiment["datasets"]:
+            size = DATASETS[dataset].train_size
+            too_large = [b for b in experiment["batch_sizes"] if size is not None and b > size]
+            if too_large:
+                raise ConfigError(
+                    f"config key {prefix}.batch_sizes has {too_large} larger than the {size} training "
+                    f"examples of {dataset}; use batch sizes of at most {size}"
+                )
+    return config
+
+
+def training_settings(config: dict[str, Any], experiment: str) -> dict[str, Any]:
+    """The `training` defaults with the experiment's own overrides applied."""
+    settings = dict(config["training"])
+    overrides = config["experiments"][experiment]
+    settings.update({key: overrides[key] for key in settings if key in overrides})
+    return settings
+
+
+def run_settings(config: dict[str, Any], run: Run) -> dict[str, Any]:
+    """Everything that defines a run's result: the protocol a training job is invalidated by."""
+    settings = {k: v for k, v in training_settings(config, run.experiment).items() if k not in NON_PROTOCOL_KEYS}
+    settings.update(
+        experiment=run.experiment,
+        model=run.model,
+        dataset=run.dataset,
+        batch_size=run.batch_size,
+        lr=run.lr,
+        seed=run.seed,
+        epochs=config["experiments"][run.experiment]["epochs"],
+        data_root=config["data"]["root"],
+        download=config["data"]["download"],
+    )
+    return dict(sorted(settings.items()))
+
+
+def expand_grid(config: dict[str, Any]) -> list[Run]:
+    """Every run of every experiment, in a stable order."""
+    runs = []
+    for name, experiment in config["experiments"].items():
+        for model, dataset, batch_size, lr, seed in itertools.product(
+            experiment["models"],
+            experiment["datasets"],
+            experiment["batch_sizes"],
+            experiment["learning_rates"],
+            experiment["seeds"],
+        ):
+            runs.append(Run(name, model, dataset, batch_size, lr, seed))
+    return runs
+
+
+def scenarios(config: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(experiment, dataset, model) triples: the paper's unit of analysis and of figures."""
+    return [
+        (name, dataset, model)
+        for name, experiment in config["experiments"].items()
+        for dataset in experiment["datasets"]
+        for model in experiment["models"]
+    ]
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config and validate it (for the CLI; the workflow gets its config from Snakemake)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    with open(path) as handle:
+        return validate_config(yaml.safe_load(handle) or {})

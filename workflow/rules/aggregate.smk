@@ -1,0 +1,12 @@
+rule aggregate:
+    input:
+        run_files(),
+    output:
+        runs="results/aggregate/runs.parquet",
+        epochs="results/aggregate/epochs.parquet",
+    log:
+        "logs/aggregate.log",
+    conda:
+        "../../envs/analysis.yaml"
+    shell:
+        "{BSLR} aggregate {input:q} --runs {output.runs} --epochs {output.epochs} > {log} 2>&1"

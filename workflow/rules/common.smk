@@ -1,0 +1,93 @@
+import json
+import os
+import sys
+
+from snakemake.exceptions import WorkflowError
+
+# The rules call this checkout's package, also inside conda environments and on cluster nodes.
+PACKAGE_DIR = os.path.join(workflow.basedir, "workflow")
+sys.path.insert(0, PACKAGE_DIR)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [PACKAGE_DIR, os.environ.get("PYTHONPATH")])
+)
+
+from bslr.config import (  # noqa: E402
+    ConfigError,
+    Run,
+    expand_grid,
+    run_settings,
+    scenarios,
+    training_settings,
+    validate_config,
+)
+from bslr.data import generated_path  # noqa: E402
+from bslr.figures import FIGURES  # noqa: E402
+
+BSLR = "python -m bslr"
+
+try:
+    CONFIG = validate_config(config)
+except ConfigError as error:
+    raise WorkflowError(f"invalid configuration: {error}") from None
+
+RUNS = expand_grid(CONFIG)
+
+
+wildcard_constraints:
+    experiment=r"[A-Za-z][A-Za-z0-9_]*",
+    dataset=r"[A-Za-z0-9_]+",
+    model=r"[A-Za-z0-9_]+",
+    batch_size=r"[0-9]+",
+    lr=r"[0-9]+(\.[0-9]+)?",
+    seed=r"[0-9]+",
+
+
+def run_of(wildcards) -> Run:
+    """The grid point a training job's wildcards name."""
+    return Run(
+        wildcards.experiment,
+        wildcards.model,
+        wildcards.dataset,
+        int(wildcards.batch_size),
+        float(wildcards.lr),
+        int(wildcards.seed),
+    )
+
+
+def run_settings_json(wildcards) -> str:
+    """The run's protocol as JSON: its rule params, so a protocol change re-trains it."""
+    return json.dumps(run_settings(CONFIG, run_of(wildcards)), sort_keys=True)
+
+
+def training_option(key):
+    """A non-protocol training setting of the job's experiment (threads, evaluation batch size)."""
+    return lambda wildcards: training_settings(CONFIG, wildcards.experiment)[key]
+
+
+def training_data(wildcards) -> list[str]:
+    """Data files a training job needs that the workflow itself makes (MNIST-1D)."""
+    path = generated_path(wildcards.dataset, CONFIG["data"]["root"])
+    return [str(path)] if path else []
+
+
+def run_files() -> list[str]:
+    return [run.path for run in RUNS]
+
+
+def figure_files(name: str) -> list[str]:
+    return [
+        f"results/figures/{experiment}/{dataset}/{model}/{name}.{extension}"
+        for experiment, dataset, model in scenarios(CONFIG)
+        for extension in ("pdf", "png")
+    ]
+
+
+def all_outputs() -> list[str]:
+    files = [
+        "results/aggregate/runs.parquet",
+        "results/aggregate/epochs.parquet",
+        "results/stats/correlations.csv",
+    ]
+    for name in FIGURES:
+        files += figure_files(name)
+    return files

@@ -1,0 +1,27 @@
+# One rule per figure, so that each figure's settings (its params) re-run that figure alone.
+for figure_name in FIGURES:
+
+    rule:
+        name:
+            f"figure_{figure_name}"
+        input:
+            "results/aggregate/runs.parquet",
+        output:
+            pdf=f"results/figures/{{experiment}}/{{dataset}}/{{model}}/{figure_name}.pdf",
+            png=report(
+                f"results/figures/{{experiment}}/{{dataset}}/{{model}}/{figure_name}.png",
+                caption=f"../report/{figure_name}.rst",
+                category="{experiment}",
+                subcategory="{dataset} / {model}",
+            ),
+        log:
+            f"logs/figures/{{experiment}}/{{dataset}}/{{model}}/{figure_name}.log",
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            name=figure_name,
+            settings=json.dumps(CONFIG["figures"][figure_name], sort_keys=True),
+        shell:
+            "{BSLR} figure {params.name} --runs {input} --experiment {wildcards.experiment}"
+            " --dataset {wildcards.dataset} --model {wildcards.model} --settings {params.settings:q}"
+            " --pdf {output.pdf} --png {output.png} > {log} 2>&1"

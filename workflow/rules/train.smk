@@ -1,0 +1,18 @@
+rule train:
+    input:
+        training_data,
+    output:
+        "results/runs/{experiment}/{dataset}/{model}/bs{batch_size}_lr{lr}_seed{seed}.parquet",
+    log:
+        "logs/train/{experiment}/{dataset}/{model}/bs{batch_size}_lr{lr}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train/{experiment}/{dataset}/{model}/bs{batch_size}_lr{lr}_seed{seed}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: training_option("threads")
+    params:
+        settings=run_settings_json,
+        eval_batch_size=training_option("eval_batch_size"),
+    shell:
+        "{BSLR} train --settings {params.settings:q} --output {output:q}"
+        " --threads {threads} --eval-batch-size {params.eval_batch_size} > {log:q} 2>&1"
