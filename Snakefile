@@ -4,7 +4,6 @@ Reproduces and extends He, Liu & Tao, "Control Batch Size and Learning Rate to G
 (NeurIPS 2019). Data flow: config -> grid -> train -> per-run Parquet -> aggregate -> stats, figures.
 """
 
-
 # A --configfile replaces the embedded default instead of being merged into it: Snakemake merges
 # config files recursively, so the default's experiments would otherwise run with every other config.
 if not workflow.overwrite_configfiles:

@@ -51,9 +51,7 @@ def aggregate(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
         keyed = epochs.assign(**{key: settings[key] for key in KEYS if key not in epochs})
         epoch_frames.append(keyed)
     runs = pd.DataFrame(run_rows, columns=RUNS_COLUMNS).sort_values(KEYS, ignore_index=True)
-    epochs = (
-        pd.concat(epoch_frames, ignore_index=True) if epoch_frames else pd.DataFrame(columns=KEYS + ["epoch"])
-    )
+    epochs = pd.concat(epoch_frames, ignore_index=True) if epoch_frames else pd.DataFrame(columns=KEYS + ["epoch"])
     epoch_columns = KEYS + [column for column in epochs.columns if column not in KEYS]
     epochs = epochs[epoch_columns].sort_values(KEYS + ["epoch"], ignore_index=True)
     return runs, epochs

@@ -28,7 +28,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
 def cmd_prepare_data(args: argparse.Namespace) -> None:
     from bslr.data import generated_path, prepare_mnist1d
 
-    path = generated_path(args.dataset, args.root)
+    path = args.output or generated_path(args.dataset, args.root)
     prepare_mnist1d(path, seed=args.seed)
     print(f"wrote {path}")
 
@@ -36,7 +36,9 @@ def cmd_prepare_data(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from bslr.train import train_to_file
 
-    frame = train_to_file(json.loads(args.settings), args.output, threads=args.threads, eval_batch_size=args.eval_batch_size)
+    frame = train_to_file(
+        json.loads(args.settings), args.output, threads=args.threads, eval_batch_size=args.eval_batch_size
+    )
     last = frame.iloc[-1]
     print(f"wrote {args.output}: {len(frame)} epochs, final test accuracy {last['test_acc']:.4f}")
 
@@ -69,7 +71,14 @@ def cmd_figure(args: argparse.Namespace) -> None:
 
     from bslr.figures import draw
 
-    draw(args.name, pd.read_parquet(args.runs), (args.experiment, args.dataset, args.model), json.loads(args.settings), args.pdf, args.png)
+    draw(
+        args.name,
+        pd.read_parquet(args.runs),
+        (args.experiment, args.dataset, args.model),
+        json.loads(args.settings),
+        args.pdf,
+        args.png,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     command = commands.add_parser("prepare-data", help="generate a data set that needs no download")
     command.add_argument("dataset", choices=[name for name, spec in DATASETS.items() if spec.generated_file])
-    command.add_argument("--root", default="resources/data")
+    command.add_argument("--root", default="resources/data", help="data.root; the file goes to its usual place")
+    command.add_argument("--output", help="write to this path instead")
     command.add_argument("--seed", type=int, default=42)
     command.set_defaults(run=cmd_prepare_data)
 

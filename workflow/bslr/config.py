@@ -59,10 +59,7 @@ def format_lr(lr: float) -> str:
 
 
 def run_path(experiment: str, dataset: str, model: str, batch_size: int, lr: float, seed: int) -> str:
-    return (
-        f"results/runs/{experiment}/{dataset}/{model}/"
-        f"bs{int(batch_size)}_lr{format_lr(lr)}_seed{int(seed)}.parquet"
-    )
+    return f"results/runs/{experiment}/{dataset}/{model}/bs{int(batch_size)}_lr{format_lr(lr)}_seed{int(seed)}.parquet"
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
@@ -157,9 +154,7 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
                         f"known {key}: {', '.join(sorted(known))}"
                     )
         experiment["batch_sizes"] = expand_values(experiment["batch_sizes"], f"{prefix}.batch_sizes", True)
-        experiment["learning_rates"] = expand_values(
-            experiment["learning_rates"], f"{prefix}.learning_rates", False
-        )
+        experiment["learning_rates"] = expand_values(experiment["learning_rates"], f"{prefix}.learning_rates", False)
         for dataset in experiment["datasets"]:
             size = DATASETS[dataset].train_size
             too_large = [b for b in experiment["batch_sizes"] if size is not None and b > size]

@@ -86,7 +86,7 @@ def load_mnist1d(root: str | Path, device: torch.device) -> TensorData:
     if not path.is_file():
         raise DataError(
             f"MNIST-1D file {path} is missing; generate it with `bslr prepare-data mnist1d --root {root}` "
-            "(the workflow's prepare_mnist1d rule does this)"
+            "(the workflow's prepare_mnist1d rule does this before training)"
         )
     try:
         with np.load(path) as arrays:

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.colors import LogNorm, Normalize  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
 
 from bslr.config import format_lr  # noqa: E402
 from bslr.stats import correlate  # noqa: E402
@@ -46,7 +46,9 @@ def apply_style() -> None:
 def save(figure: plt.Figure, pdf: str | Path, png: str | Path, dpi: int) -> None:
     """Write PDF and PNG atomically, without the timestamps that would make rebuilds differ."""
     with atomic_path(pdf) as temporary:
-        figure.savefig(temporary, format="pdf", dpi=dpi, metadata={"CreationDate": None, "Creator": None, "Producer": None})
+        figure.savefig(
+            temporary, format="pdf", dpi=dpi, metadata={"CreationDate": None, "Creator": None, "Producer": None}
+        )
     with atomic_path(png) as temporary:
         figure.savefig(temporary, format="png", dpi=dpi, metadata={"Software": None})
     plt.close(figure)
@@ -92,12 +94,11 @@ def acc_vs_ratio(runs: pd.DataFrame, settings: dict[str, Any]) -> plt.Figure:
     """Scatter of the outcome against batch size / learning rate, with Spearman's rho in the title."""
     outcome = settings["outcome"]
     figure, axes = plt.subplots(figsize=(settings["width"], settings["height"]))
-    sns.scatterplot(
-        data=runs, x="ratio", y=outcome, hue="batch_size", hue_norm=LogNorm(), palette="viridis",
-        s=14, linewidth=0, ax=axes, legend=False,
+    norm = Normalize(runs["batch_size"].min(), max(runs["batch_size"].max(), runs["batch_size"].min() + 1))
+    points = axes.scatter(
+        runs["ratio"], runs[outcome], c=runs["batch_size"], cmap="viridis", norm=norm, s=14, linewidths=0
     )
-    norm = LogNorm(runs["batch_size"].min(), max(runs["batch_size"].max(), runs["batch_size"].min() + 1))
-    figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=axes).set_label(LABELS["batch_size"])
+    figure.colorbar(points, ax=axes).set_label(LABELS["batch_size"])
     if settings["log_x"]:
         axes.set_xscale("log")
     rho, p_value = correlate(runs["ratio"], runs[outcome], "spearman")
@@ -113,8 +114,13 @@ def heatmap(runs: pd.DataFrame, settings: dict[str, Any]) -> plt.Figure:
     grid.columns = [format_lr(lr) for lr in grid.columns]
     figure, axes = plt.subplots(figsize=(settings["width"], settings["height"]))
     sns.heatmap(
-        grid, annot=settings["annotate"], fmt=".2f", annot_kws={"fontsize": 5}, cmap=settings["palette"],
-        cbar_kws={"label": LABELS[outcome]}, ax=axes,
+        grid,
+        annot=settings["annotate"],
+        fmt=".2f",
+        annot_kws={"fontsize": 5},
+        cmap=settings["palette"],
+        cbar_kws={"label": LABELS[outcome]},
+        ax=axes,
     )
     axes.invert_yaxis()
     axes.set(xlabel=LABELS["lr"], ylabel=LABELS["batch_size"], title=_title(runs))
@@ -129,7 +135,9 @@ FIGURES: dict[str, Callable[[pd.DataFrame, dict[str, Any]], plt.Figure]] = {
 }
 
 
-def draw(name: str, runs: pd.DataFrame, scenario: tuple[str, str, str], settings: dict[str, Any], pdf: str, png: str) -> None:
+def draw(
+    name: str, runs: pd.DataFrame, scenario: tuple[str, str, str], settings: dict[str, Any], pdf: str, png: str
+) -> None:
     """Draw figure `name` for one (experiment, dataset, model) and write it as PDF and PNG."""
     experiment, dataset, model = scenario
     selected = runs[(runs["experiment"] == experiment) & (runs["dataset"] == dataset) & (runs["model"] == model)]

@@ -43,9 +43,7 @@ def correlate(x: Sequence[float], y: Sequence[float], method: str) -> tuple[floa
 
 def groups(scenario_runs: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
     """The paper's groups of one scenario: (group label, x column, runs of the group)."""
-    found = [
-        (f"lr={format_lr(lr)}", "batch_size", runs) for lr, runs in scenario_runs.groupby("lr", sort=True)
-    ]
+    found = [(f"lr={format_lr(lr)}", "batch_size", runs) for lr, runs in scenario_runs.groupby("lr", sort=True)]
     found += [(f"bs={int(bs)}", "lr", runs) for bs, runs in scenario_runs.groupby("batch_size", sort=True)]
     found.append(("ratio", "ratio", scenario_runs))
     return found

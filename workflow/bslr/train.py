@@ -35,7 +35,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int) -> tuple[float, float]:
+def evaluate(
+    model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int
+) -> tuple[float, float]:
     """Mean cross-entropy and accuracy over a whole set, in large batches."""
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=inputs.device)
@@ -81,7 +83,9 @@ def provenance(settings: dict[str, Any], device: torch.device, threads: int) -> 
     }
 
 
-def train_run(settings: dict[str, Any], threads: int = 1, eval_batch_size: int = 1000) -> tuple[pd.DataFrame, dict[str, str]]:
+def train_run(
+    settings: dict[str, Any], threads: int = 1, eval_batch_size: int = 1000
+) -> tuple[pd.DataFrame, dict[str, str]]:
     """Train one run to its last epoch (or until its loss diverges) and return its epochs and metadata."""
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)

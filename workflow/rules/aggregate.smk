@@ -9,4 +9,4 @@ rule aggregate:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "{BSLR} aggregate {input:q} --runs {output.runs} --epochs {output.epochs} > {log} 2>&1"
+        "bslr aggregate {input:q} --runs {output.runs} --epochs {output.epochs} > {log} 2>&1"

@@ -1,17 +1,14 @@
 import json
-import os
 import sys
 
-from snakemake.exceptions import WorkflowError
+try:
+    import bslr  # noqa: F401
+except ImportError:
+    sys.exit(
+        "the bslr package is not installed: run `pip install -e .` in this directory first"
+    )
 
-# The rules call this checkout's package, also inside conda environments and on cluster nodes.
-PACKAGE_DIR = os.path.join(workflow.basedir, "workflow")
-sys.path.insert(0, PACKAGE_DIR)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    filter(None, [PACKAGE_DIR, os.environ.get("PYTHONPATH")])
-)
-
-from bslr.config import (  # noqa: E402
+from bslr.config import (
     ConfigError,
     Run,
     expand_grid,
@@ -20,15 +17,13 @@ from bslr.config import (  # noqa: E402
     training_settings,
     validate_config,
 )
-from bslr.data import generated_path  # noqa: E402
-from bslr.figures import FIGURES  # noqa: E402
-
-BSLR = "python -m bslr"
+from bslr.data import generated_path
+from bslr.figures import FIGURES
 
 try:
     CONFIG = validate_config(config)
 except ConfigError as error:
-    raise WorkflowError(f"invalid configuration: {error}") from None
+    sys.exit(f"invalid configuration: {error}")
 
 RUNS = expand_grid(CONFIG)
 

@@ -1,11 +1,9 @@
 rule prepare_mnist1d:
     output:
-        os.path.join(CONFIG["data"]["root"], "mnist1d", "mnist1d.npz"),
+        str(generated_path("mnist1d", CONFIG["data"]["root"])),
     log:
         "logs/data/prepare_mnist1d.log",
     conda:
         "../../envs/train.yaml"
-    params:
-        root=CONFIG["data"]["root"],
     shell:
-        "{BSLR} prepare-data mnist1d --root {params.root:q} > {log} 2>&1"
+        "bslr prepare-data mnist1d --output {output:q} > {log} 2>&1"

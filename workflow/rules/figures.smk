@@ -22,6 +22,6 @@ for figure_name in FIGURES:
             name=figure_name,
             settings=json.dumps(CONFIG["figures"][figure_name], sort_keys=True),
         shell:
-            "{BSLR} figure {params.name} --runs {input} --experiment {wildcards.experiment}"
+            "bslr figure {params.name} --runs {input} --experiment {wildcards.experiment}"
             " --dataset {wildcards.dataset} --model {wildcards.model} --settings {params.settings:q}"
             " --pdf {output.pdf} --png {output.png} > {log} 2>&1"

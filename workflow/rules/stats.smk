@@ -17,5 +17,5 @@ rule stats:
         outcomes=CONFIG["analysis"]["outcomes"],
         methods=CONFIG["analysis"]["methods"],
     shell:
-        "{BSLR} stats --runs {input} --outcomes {params.outcomes} --methods {params.methods}"
+        "bslr stats --runs {input} --outcomes {params.outcomes} --methods {params.methods}"
         " --csv {output.csv} --parquet {output.parquet} --markdown {output.markdown} > {log} 2>&1"

@@ -14,5 +14,5 @@ rule train:
         settings=run_settings_json,
         eval_batch_size=training_option("eval_batch_size"),
     shell:
-        "{BSLR} train --settings {params.settings:q} --output {output:q}"
+        "bslr train --settings {params.settings:q} --output {output:q}"
         " --threads {threads} --eval-batch-size {params.eval_batch_size} > {log:q} 2>&1"
