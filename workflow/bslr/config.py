@@ -142,7 +142,12 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:
         raise ConfigError(_describe(error))
+    given = {name: set(experiment) for name, experiment in config["experiments"].items()}
     fill_defaults(config, schema, schema)
+    for name, experiment in config["experiments"].items():
+        # The schema's training defaults belong in `training`; an experiment keeps only its overrides.
+        for key in set(config["training"]) - given[name]:
+            experiment.pop(key, None)
 
     for name, experiment in config["experiments"].items():
         prefix = f"experiments.{name}"

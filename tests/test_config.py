@@ -1,0 +1,122 @@
+import copy
+
+import pytest
+from bslr.config import (
+    ConfigError,
+    Run,
+    expand_grid,
+    format_lr,
+    run_path,
+    run_settings,
+    scenarios,
+    validate_config,
+)
+from conftest import tiny_config
+
+
+def test_paper_ranges_expand_to_exact_values():
+    config = validate_config(
+        tiny_config(
+            batch_sizes={"start": 16, "stop": 320, "step": 16},
+            learning_rates={"start": 0.01, "stop": 0.20, "step": 0.01},
+        )
+    )
+    experiment = config["experiments"]["tiny"]
+    assert experiment["batch_sizes"] == list(range(16, 321, 16))
+    assert [format_lr(lr) for lr in experiment["learning_rates"]] == [
+        f"0.{i:02d}".rstrip("0") for i in range(1, 20)
+    ] + ["0.2"]
+    assert len(expand_grid(config)) == 400
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0.01, "0.01"), (0.2, "0.2"), (0.1 + 0.2, "0.30000000000000004"), (1e-5, "0.00001"), (1.0, "1.0")],
+)
+def test_format_lr_is_shortest_round_trip(value, text):
+    assert format_lr(value) == text
+    assert float(format_lr(value)) == value
+
+
+def test_run_path_follows_the_contract():
+    assert (
+        run_path("paper", "cifar10", "vgg19", 16, 0.1, 0) == "results/runs/paper/cifar10/vgg19/bs16_lr0.1_seed0.parquet"
+    )
+
+
+def test_defaults_are_filled_and_threads_stay_out_of_the_protocol():
+    config = validate_config(tiny_config())
+    assert config["training"] == {
+        "momentum": 0.0,
+        "weight_decay": 0.0,
+        "augment": "standard",
+        "device": "auto",
+        "eval_batch_size": 1000,
+        "threads": 1,
+    }
+    assert config["figures"]["heatmap"]["dpi"] == 60  # the user's value survives
+    assert config["figures"]["acc_vs_ratio"]["dpi"] == 200
+    assert config["analysis"]["outcomes"] == ["final_test_acc", "best_test_acc", "gap"]
+    settings = run_settings(config, Run("tiny", "mlp", "mnist1d", 64, 0.05, 0))
+    assert "threads" not in settings and "eval_batch_size" not in settings
+    assert settings["lr"] == 0.05 and settings["epochs"] == 2 and settings["momentum"] == 0.0
+
+
+def test_experiment_overrides_training_defaults():
+    raw = tiny_config(momentum=0.9)
+    raw["training"] = {"momentum": 0.5, "weight_decay": 1e-4}
+    config = validate_config(raw)
+    settings = run_settings(config, Run("tiny", "mlp", "mnist1d", 64, 0.05, 0))
+    assert settings["momentum"] == 0.9
+    assert settings["weight_decay"] == 1e-4
+
+
+def test_grid_is_the_full_cross_product():
+    config = validate_config(tiny_config(models=["mlp", "cnn1d"], seeds=[0, 1]))
+    runs = expand_grid(config)
+    assert len(runs) == 2 * 3 * 3 * 2
+    assert len({run.path for run in runs}) == len(runs)
+    assert scenarios(config) == [("tiny", "mnist1d", "mlp"), ("tiny", "mnist1d", "cnn1d")]
+
+
+def broken(path: list, value) -> dict:
+    config = copy.deepcopy(tiny_config())
+    target = config
+    for key in path[:-1]:
+        target = target.setdefault(key, {})
+    if value is KeyError:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return config
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (["experiments", "tiny", "learning_rate"], [0.1], "unknown config key experiments.tiny.learning_rate"),
+        (["training", "momentun"], 0.9, "unknown config key training.momentun"),
+        (["figures", "heatmap", "dpii"], 100, "unknown config key figures.heatmap.dpii"),
+        (["surprise"], 1, "unknown config key surprise"),
+        (["experiments", "tiny", "models"], ["resnet9000"], "unknown model 'resnet9000'; known models:"),
+        (["experiments", "tiny", "datasets"], ["svhn"], "unknown dataset 'svhn'; known datasets:"),
+        (["experiments", "tiny", "learning_rates"], [0.1, 0.0], "experiments.tiny.learning_rates"),
+        (["experiments", "tiny", "learning_rates"], [], "experiments.tiny.learning_rates"),
+        (["experiments", "tiny", "learning_rates"], ["fast"], "experiments.tiny.learning_rates"),
+        (["experiments", "tiny", "learning_rates"], {"start": 0.2, "stop": 0.1, "step": 0.01}, "start 0.2 is greater"),
+        (["experiments", "tiny", "learning_rates"], {"start": 0.1, "stop": 0.2, "step": 0}, "learning_rates"),
+        (["experiments", "tiny", "batch_sizes"], [16, 24.5], "experiments.tiny.batch_sizes"),
+        (["experiments", "tiny", "batch_sizes"], [16, 16], "experiments.tiny.batch_sizes"),
+        (["experiments", "tiny", "batch_sizes"], [0], "experiments.tiny.batch_sizes"),
+        (["experiments", "tiny", "batch_sizes"], [8000], "larger than the 4000 training examples of mnist1d"),
+        (["experiments", "tiny", "epochs"], 0, "experiments.tiny.epochs = 0"),
+        (["experiments", "tiny", "epochs"], KeyError, "'epochs' is a required property"),
+        (["experiments"], {}, "experiments"),
+        (["analysis", "outcomes"], ["final_test_accuracy"], "analysis.outcomes[0]"),
+        (["training", "device"], "tpu", 'training.device = "tpu"'),
+    ],
+)
+def test_bad_configs_name_the_key(path, value, expected):
+    with pytest.raises(ConfigError, match=None) as caught:
+        validate_config(broken(path, value))
+    assert expected in str(caught.value)

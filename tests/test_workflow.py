@@ -1,0 +1,137 @@
+"""Real Snakemake runs of the whole workflow on a tiny grid."""
+
+import hashlib
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from bslr.aggregate import RUNS_COLUMNS
+from bslr.stats import CORRELATION_COLUMNS
+from bslr.storage import RUN_COLUMNS, read_run
+from conftest import REPO, planned_jobs, snakemake, tiny_config, write_config
+from scipy import stats as scipy_stats
+
+
+def digests(directory):
+    return {
+        path.relative_to(directory): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(directory.rglob("*.p*"))
+    }
+
+
+def test_outputs_follow_the_contract(tiny_workflow):
+    run_files = sorted((tiny_workflow / "results/runs/tiny/mnist1d/mlp").glob("*.parquet"))
+    assert [path.name for path in run_files] == sorted(
+        f"bs{bs}_lr{lr}_seed0.parquet" for bs in (64, 128, 256) for lr in ("0.05", "0.1", "0.15")
+    )
+    epochs, metadata = read_run(run_files[0])
+    assert list(epochs.columns) == RUN_COLUMNS and len(epochs) == 2
+    assert json.loads(metadata["settings"])["epochs"] == 2
+
+    runs = pd.read_parquet(tiny_workflow / "results/aggregate/runs.parquet")
+    assert list(runs.columns) == RUNS_COLUMNS and len(runs) == 9
+    assert (runs["ratio"] == runs["batch_size"] / runs["lr"]).all()
+    assert len(pd.read_parquet(tiny_workflow / "results/aggregate/epochs.parquet")) == 18
+
+    table = pd.read_csv(tiny_workflow / "results/stats/correlations.csv")
+    assert list(table.columns) == CORRELATION_COLUMNS
+    # (3 lr groups + 3 bs groups + ratio) x 3 default outcomes x 2 methods
+    assert len(table) == 7 * 3 * 2
+    assert (tiny_workflow / "results/stats/correlations.md").read_text().startswith("# Correlations")
+
+    figures = tiny_workflow / "results/figures/tiny/mnist1d/mlp"
+    assert sorted(path.name for path in figures.iterdir()) == sorted(
+        f"{name}.{ext}"
+        for name in ("acc_vs_batch_size", "acc_vs_learning_rate", "acc_vs_ratio", "heatmap")
+        for ext in ("pdf", "png")
+    )
+    for log in ("aggregate.log", "stats.log"):
+        assert (tiny_workflow / "logs" / log).is_file()
+
+
+def test_every_correlation_equals_scipy_on_the_runs_table(tiny_workflow):
+    runs = pd.read_parquet(tiny_workflow / "results/aggregate/runs.parquet")
+    table = pd.read_csv(tiny_workflow / "results/stats/correlations.csv")
+    checked = 0
+    for row in table.itertuples():
+        members = runs
+        if row.group.startswith("lr="):
+            members = runs[runs["lr"] == float(row.group[3:])]
+        elif row.group.startswith("bs="):
+            members = runs[runs["batch_size"] == int(row.group[3:])]
+        if members[row.outcome].nunique() < 2:
+            assert pd.isna(row.statistic)
+            continue
+        test = scipy_stats.pearsonr if row.method == "pearson" else scipy_stats.spearmanr
+        expected = test(members[row.x], members[row.outcome])
+        assert row.n == len(members)
+        assert row.statistic == pytest.approx(expected.statistic, abs=1e-9)
+        assert row.p_value == pytest.approx(expected.pvalue, rel=1e-6, abs=1e-12)
+        checked += 1
+    assert checked >= len(table) // 2
+
+
+def test_rerun_plans_nothing_and_figures_rebuild_identically(tiny_workflow):
+    config_path = tiny_workflow / "config.yaml"
+    assert planned_jobs(tiny_workflow, config_path) == {}
+
+    figures = tiny_workflow / "results/figures"
+    before = digests(figures)
+    shutil.rmtree(figures)
+    assert set(planned_jobs(tiny_workflow, config_path)) == {
+        "all",
+        "figure_acc_vs_batch_size",
+        "figure_acc_vs_learning_rate",
+        "figure_acc_vs_ratio",
+        "figure_heatmap",
+    }
+    snakemake(tiny_workflow, config_path, "--cores", "2")
+    assert digests(figures) == before
+
+
+def test_a_figure_setting_replans_that_figure_alone(tiny_workflow, tmp_path):
+    changed = tiny_config()
+    changed["figures"]["heatmap"]["dpi"] = 61
+    config_path = write_config(tmp_path, changed)
+    assert planned_jobs(tiny_workflow, config_path) == {"figure_heatmap": 1, "all": 1}
+
+    changed = tiny_config()
+    changed["analysis"] = {"outcomes": ["final_test_acc"]}
+    assert planned_jobs(tiny_workflow, write_config(tmp_path, changed)) == {"stats": 1, "all": 1}
+
+
+def test_protocol_change_retrains_and_new_learning_rates_train_alone(tiny_workflow, tmp_path):
+    changed = tiny_config()
+    changed["training"] = {"threads": 2}  # speed only: nothing to re-train
+    assert planned_jobs(tiny_workflow, write_config(tmp_path, changed)) == {}
+
+    changed = tiny_config(momentum=0.9)
+    assert planned_jobs(tiny_workflow, write_config(tmp_path, changed))["train"] == 9
+
+    changed = tiny_config(learning_rates=[0.05, 0.1, 0.15, 0.2])
+    jobs = planned_jobs(tiny_workflow, write_config(tmp_path, changed))
+    assert jobs["train"] == 3 and jobs["aggregate"] == 1
+
+
+def test_configfile_replaces_the_default_experiments(tmp_path):
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    default_jobs = planned_jobs(tmp_path, None)
+    assert default_jobs["train"] == 50 and default_jobs["prepare_mnist1d"] == 1
+    other = tiny_config(batch_sizes=[32], learning_rates=[0.1])
+    assert planned_jobs(tmp_path, write_config(tmp_path, other, "other.yaml"))["train"] == 1
+
+
+def test_bad_config_stops_before_any_job_with_one_message(tmp_path):
+    bad = tiny_config()
+    bad["experiments"]["tiny"]["learning_rates"] = {"start": 0.1, "stop": 0.2, "step": -0.01}
+    result = snakemake(tmp_path, write_config(tmp_path, bad), "--cores", "1", check=False)
+    assert result.returncode != 0
+    assert "invalid configuration: config key experiments.tiny.learning_rates" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
+def test_lint_is_clean():
+    result = snakemake(REPO, None, "--lint")
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
