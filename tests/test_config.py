@@ -52,13 +52,19 @@ def test_defaults_are_filled_and_threads_stay_out_of_the_protocol():
         "augment": "standard",
         "device": "auto",
         "eval_batch_size": 1000,
+        "mlp_hidden": [100, 100],
         "threads": 1,
+        "workers": 8,
+        "gpus": "auto",
+        "mem_mb": "auto",
+        "runtime": "auto",
     }
     assert config["figures"]["heatmap"]["dpi"] == 60  # the user's value survives
     assert config["figures"]["acc_vs_ratio"]["dpi"] == 200
     assert config["analysis"]["outcomes"] == ["final_test_acc", "best_test_acc", "gap"]
     settings = run_settings(config, Run("tiny", "mlp", "mnist1d", 64, 0.05, 0))
-    assert "threads" not in settings and "eval_batch_size" not in settings
+    assert not {"threads", "eval_batch_size", "workers", "gpus", "mem_mb", "runtime"} & set(settings)
+    assert settings["mlp_hidden"] == [100, 100]
     assert settings["lr"] == 0.05 and settings["epochs"] == 2 and settings["momentum"] == 0.0
 
 

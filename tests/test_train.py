@@ -3,27 +3,17 @@ import json
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from bslr.config import Run, run_settings, validate_config
 from bslr.storage import RUN_COLUMNS, read_run
 from bslr.train import train_run, train_to_file
+from conftest import tiny_config
 
 
-def settings(root, **overrides) -> dict:
-    base = dict(
-        experiment="tiny",
-        model="cnn1d",
-        dataset="mnist1d",
-        batch_size=64,
-        lr=0.1,
-        seed=3,
-        epochs=2,
-        momentum=0.0,
-        weight_decay=0.0,
-        augment="standard",
-        device="cpu",
-        data_root=str(root),
-        download=False,
-    )
-    return base | overrides
+def settings(root, model="cnn1d", batch_size=64, lr=0.1, seed=3, **overrides) -> dict:
+    """A run's settings resolved from a real config, as the workflow passes them to `bslr train`."""
+    raw = tiny_config(models=[model], epochs=overrides.pop("epochs", 2), device="cpu", **overrides)
+    raw["data"] = {"root": str(root)}
+    return run_settings(validate_config(raw), Run("tiny", model, "mnist1d", batch_size, lr, seed))
 
 
 def test_same_settings_give_identical_metrics(mnist1d_root):

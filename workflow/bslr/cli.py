@@ -37,7 +37,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     from bslr.train import train_to_file
 
     frame = train_to_file(
-        json.loads(args.settings), args.output, threads=args.threads, eval_batch_size=args.eval_batch_size
+        json.loads(args.settings),
+        args.output,
+        threads=args.threads,
+        eval_batch_size=args.eval_batch_size,
+        workers=args.workers,
     )
     last = frame.iloc[-1]
     print(f"wrote {args.output}: {len(frame)} epochs, final test accuracy {last['test_acc']:.4f}")
@@ -107,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--output", required=True)
     command.add_argument("--threads", type=int, default=1)
     command.add_argument("--eval-batch-size", type=int, default=1000)
+    command.add_argument("--workers", type=int, default=8, help="DataLoader workers for on-disk data sets")
     command.set_defaults(run=cmd_train)
 
     command = commands.add_parser("aggregate", help="per-run Parquet files into runs and epochs tables")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +22,7 @@ SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.y
 
 # Keys of `training` that change how fast a run goes but never its result: they are kept out of a
 # run's settings so that changing them does not re-train anything.
-NON_PROTOCOL_KEYS = ("threads", "eval_batch_size")
+NON_PROTOCOL_KEYS = ("threads", "eval_batch_size", "workers", "gpus", "mem_mb", "runtime")
 
 GRID_KEYS = ("models", "datasets", "batch_sizes", "learning_rates", "seeds", "epochs")
 
@@ -134,7 +135,7 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
     Raises ConfigError with one readable message for the first problem found.
     """
     from bslr.data import DATASETS
-    from bslr.models import MODELS
+    from bslr.models import MODEL_INPUT_RANK, MODELS
 
     schema = load_schema(schema_path)
     config = copy.deepcopy(dict(config))
@@ -158,11 +159,18 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
                         f"config key {prefix}.{key} names unknown {key[:-1]} {item!r}; "
                         f"known {key}: {', '.join(sorted(known))}"
                     )
+        for model, dataset in itertools.product(experiment["models"], experiment["datasets"]):
+            rank = MODEL_INPUT_RANK.get(model)
+            if rank is not None and rank != len(DATASETS[dataset].input_shape):
+                raise ConfigError(
+                    f"config key {prefix}: model {model} cannot take {dataset} inputs of shape "
+                    f"{DATASETS[dataset].input_shape}; put them in separate experiments"
+                )
         experiment["batch_sizes"] = expand_values(experiment["batch_sizes"], f"{prefix}.batch_sizes", True)
         experiment["learning_rates"] = expand_values(experiment["learning_rates"], f"{prefix}.learning_rates", False)
         for dataset in experiment["datasets"]:
             size = DATASETS[dataset].train_size
-            too_large = [b for b in experiment["batch_sizes"] if size is not None and b > size]
+            too_large = [b for b in experiment["batch_sizes"] if b > size]
             if too_large:
                 raise ConfigError(
                     f"config key {prefix}.batch_sizes has {too_large} larger than the {size} training "
@@ -194,6 +202,26 @@ def run_settings(config: dict[str, Any], run: Run) -> dict[str, Any]:
         download=config["data"]["download"],
     )
     return dict(sorted(settings.items()))
+
+
+# Rough minutes per epoch of one run on one GPU (CPU for MNIST-1D), for `runtime: auto` time limits;
+# generous on purpose: a job killed by its time limit costs more than one that waits in the queue longer.
+MINUTES_PER_EPOCH = {"mnist1d": 0.05, "mnist": 0.2, "cifar10": 1.0, "cifar100": 1.0, "imagenet": 60.0}
+MODEL_COST = {"resnet110": 2.0, "vgg19": 1.5, "resnet56": 1.0, "resnet50": 2.0}
+MEMORY_MB = {"mnist1d": 2000, "mnist": 4000, "cifar10": 8000, "cifar100": 8000, "imagenet": 32000}
+
+
+def job_resources(config: dict[str, Any], experiment: str, model: str, dataset: str) -> dict[str, int]:
+    """Resources of one training job: `gpu` count, `mem_mb`, `runtime` (minutes), from config or auto."""
+    settings = training_settings(config, experiment)
+    epochs = config["experiments"][experiment]["epochs"]
+    wants_gpu = dataset != "mnist1d" and settings["device"] != "cpu"
+    runtime = math.ceil(epochs * MINUTES_PER_EPOCH[dataset] * MODEL_COST.get(model, 1.0) * 1.5) + 10
+    return {
+        "gpu": int(wants_gpu) if settings["gpus"] == "auto" else settings["gpus"],
+        "mem_mb": MEMORY_MB[dataset] if settings["mem_mb"] == "auto" else settings["mem_mb"],
+        "runtime": runtime if settings["runtime"] == "auto" else settings["runtime"],
+    }
 
 
 def expand_grid(config: dict[str, Any]) -> list[Run]:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 import bslr
-from bslr.data import DATASETS, TensorData, load_dataset
+from bslr.data import DATASETS, LoaderData, MemoryData, load_dataset
 from bslr.models import build_model
 from bslr.storage import RUN_COLUMNS, write_table
 
@@ -35,33 +35,28 @@ def resolve_device(name: str) -> torch.device:
 
 
 @torch.inference_mode()
-def evaluate(
-    model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int
-) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a whole set, in large batches."""
+def evaluate(model: torch.nn.Module, data: MemoryData | LoaderData, split: str, batch_size: int) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over a whole split, in large batches."""
     model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=inputs.device)
-    correct = torch.zeros((), dtype=torch.int64, device=inputs.device)
-    for start in range(0, len(inputs), batch_size):
-        logits = model(inputs[start : start + batch_size]).float()
-        batch_labels = labels[start : start + batch_size]
-        loss_sum += F.cross_entropy(logits, batch_labels, reduction="sum").double()
-        correct += (logits.argmax(dim=1) == batch_labels).sum()
-    return loss_sum.item() / len(inputs), correct.item() / len(inputs)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=next(model.parameters()).device)
+    correct = torch.zeros((), dtype=torch.int64, device=loss_sum.device)
+    for inputs, labels in data.eval_batches(split, batch_size):
+        logits = model(inputs).float()
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
+        correct += (logits.argmax(dim=1) == labels).sum()
+    return loss_sum.item() / data.size(split), correct.item() / data.size(split)
 
 
 def train_epoch(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    data: TensorData,
+    data: MemoryData | LoaderData,
     batch_size: int,
-    generator: torch.Generator,
+    order_generator: torch.Generator,
 ) -> None:
     model.train()
-    order = torch.randperm(len(data.x_train), generator=generator).to(data.x_train.device)
-    for step in range(len(order) // batch_size):
-        index = order[step * batch_size : (step + 1) * batch_size]
-        loss = F.cross_entropy(model(data.x_train[index]), data.y_train[index])
+    for inputs, labels in data.train_batches(batch_size, order_generator):
+        loss = F.cross_entropy(model(inputs), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -84,17 +79,25 @@ def provenance(settings: dict[str, Any], device: torch.device, threads: int) -> 
 
 
 def train_run(
-    settings: dict[str, Any], threads: int = 1, eval_batch_size: int = 1000
+    settings: dict[str, Any], threads: int = 1, eval_batch_size: int = 1000, workers: int = 8
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Train one run to its last epoch (or until its loss diverges) and return its epochs and metadata."""
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = resolve_device(settings["device"])
-    data = load_dataset(settings["dataset"], settings["data_root"], settings["download"], device)
+    data = load_dataset(
+        settings["dataset"],
+        settings["data_root"],
+        settings["download"],
+        settings["augment"],
+        device,
+        seed=settings["seed"],
+        workers=workers,
+    )
     spec = DATASETS[settings["dataset"]]
 
     torch.manual_seed(settings["seed"])
-    model = build_model(settings["model"], spec.input_shape, spec.num_classes).to(device)
+    model = build_model(settings["model"], spec.input_shape, spec.num_classes, settings["mlp_hidden"]).to(device)
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=settings["lr"],
@@ -108,8 +111,8 @@ def train_run(
     for epoch in range(1, settings["epochs"] + 1):
         started = time.perf_counter()
         train_epoch(model, optimizer, data, settings["batch_size"], generator)
-        train_loss, train_acc = evaluate(model, data.x_train, data.y_train, eval_batch_size)
-        test_loss, test_acc = evaluate(model, data.x_test, data.y_test, eval_batch_size)
+        train_loss, train_acc = evaluate(model, data, "train", eval_batch_size)
+        test_loss, test_acc = evaluate(model, data, "test", eval_batch_size)
         rows.append(
             dict(
                 epoch=epoch,
@@ -132,7 +135,9 @@ def train_run(
     return pd.DataFrame(rows, columns=RUN_COLUMNS), metadata
 
 
-def train_to_file(settings: dict[str, Any], output: str, threads: int = 1, eval_batch_size: int = 1000) -> pd.DataFrame:
-    frame, metadata = train_run(settings, threads=threads, eval_batch_size=eval_batch_size)
+def train_to_file(
+    settings: dict[str, Any], output: str, threads: int = 1, eval_batch_size: int = 1000, workers: int = 8
+) -> pd.DataFrame:
+    frame, metadata = train_run(settings, threads=threads, eval_batch_size=eval_batch_size, workers=workers)
     write_table(frame, output, metadata)
     return frame

@@ -12,6 +12,7 @@ from bslr.config import (
     ConfigError,
     Run,
     expand_grid,
+    job_resources,
     run_settings,
     scenarios,
     training_settings,
@@ -57,6 +58,13 @@ def run_settings_json(wildcards) -> str:
 def training_option(key):
     """A non-protocol training setting of the job's experiment (threads, evaluation batch size)."""
     return lambda wildcards: training_settings(CONFIG, wildcards.experiment)[key]
+
+
+def job_resource(key):
+    """A training job's resource (gpu, mem_mb, runtime) by model and data set, from config or auto."""
+    return lambda wildcards: job_resources(
+        CONFIG, wildcards.experiment, wildcards.model, wildcards.dataset
+    )[key]
 
 
 def training_data(wildcards) -> list[str]:

@@ -10,9 +10,14 @@ rule train:
     conda:
         "../../envs/train.yaml"
     threads: training_option("threads")
+    resources:
+        gpu=job_resource("gpu"),
+        mem_mb=job_resource("mem_mb"),
+        runtime=job_resource("runtime"),
     params:
         settings=run_settings_json,
         eval_batch_size=training_option("eval_batch_size"),
+        workers=training_option("workers"),
     shell:
-        "bslr train --settings {params.settings:q} --output {output:q}"
-        " --threads {threads} --eval-batch-size {params.eval_batch_size} > {log:q} 2>&1"
+        "bslr train --settings {params.settings:q} --output {output:q} --threads {threads}"
+        " --eval-batch-size {params.eval_batch_size} --workers {params.workers} > {log:q} 2>&1"

@@ -1,0 +1,132 @@
+"""The real torchvision loaders on small files in the true on-disk formats, and every model trained
+one epoch on them through Snakemake."""
+
+import pandas as pd
+import pytest
+import torch
+import torchvision.datasets.cifar
+from bslr.data import DataError, load_dataset
+from conftest import planned_jobs, snakemake, write_config
+from fake_data import MD5_PATCH, write_cifar, write_imagefolder, write_mnist
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def no_md5(monkeypatch):
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args, **kwargs: True)
+
+
+@pytest.mark.parametrize(("name", "classes"), [("cifar10", 10), ("cifar100", 100)])
+def test_cifar_loads_as_uint8_on_the_device_and_normalises(tmp_path, no_md5, name, classes):
+    write_cifar(tmp_path, classes)
+    data = load_dataset(name, tmp_path, False, "standard", CPU, seed=0)
+    assert data.x_train.shape == (100, 3, 32, 32) and data.x_train.dtype == torch.uint8
+    assert data.y_train.max() < classes and len(data.y_test) == data.size("test")
+    inputs, labels = next(data.eval_batches("train", 1000))
+    assert inputs.dtype == torch.float32 and inputs.shape == (100, 3, 32, 32)
+    # normalised with the data set's per-channel constants
+    expected = (data.x_train[:, 0].float() / 255 - data.mean[0, 0]) / data.std[0, 0]
+    torch.testing.assert_close(inputs[:, 0], expected)
+
+
+def test_crop_and_flip_are_seeded_and_keep_pixels(tmp_path, no_md5):
+    write_cifar(tmp_path, 10)
+    first = load_dataset("cifar10", tmp_path, False, "standard", CPU, seed=5)
+    second = load_dataset("cifar10", tmp_path, False, "standard", CPU, seed=5)
+    images = first.x_train[:64]
+    augmented = first.augment(images)
+    assert augmented.shape == images.shape and augmented.dtype == torch.uint8
+    torch.testing.assert_close(augmented, second.augment(images))
+    assert not torch.equal(augmented, images)
+    # every output is a 32x32 window of the zero-padded image, possibly mirrored
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
+    for index in range(8):
+        windows = [padded[index, :, y : y + 32, x : x + 32] for y in range(9) for x in range(9)]
+        candidates = windows + [window.flip(2) for window in windows]
+        assert any(torch.equal(augmented[index], window) for window in candidates)
+
+
+def test_augment_none_turns_it_off(tmp_path, no_md5):
+    write_cifar(tmp_path, 10)
+    data = load_dataset("cifar10", tmp_path, False, "none", CPU, seed=0)
+    generator = torch.Generator().manual_seed(0)
+    inputs, _ = next(data.train_batches(100, generator))
+    order = torch.randperm(100, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(inputs, data.prepare(data.x_train[order]))
+
+
+def test_mnist_reads_idx_files(tmp_path):
+    write_mnist(tmp_path)
+    data = load_dataset("mnist", tmp_path, False, "standard", CPU, seed=0)
+    assert data.x_train.shape == (60, 1, 28, 28) and not data.crop_flip
+    assert data.size("test") == 20
+
+
+def test_imagenet_reads_an_imagefolder_tree(tmp_path):
+    write_imagefolder(tmp_path)
+    data = load_dataset("imagenet", tmp_path, False, "standard", CPU, seed=0, workers=0)
+    images, labels = next(data.train_batches(4, torch.Generator().manual_seed(0)))
+    assert images.shape == (4, 3, 224, 224) and labels.shape == (4,)
+    assert data.size("train") == 6 and data.size("test") == 6
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100", "mnist", "imagenet"])
+def test_missing_data_names_the_directory_and_the_switch(tmp_path, name):
+    with pytest.raises(DataError) as caught:
+        load_dataset(name, tmp_path, False, "standard", CPU, seed=0, workers=0)
+    message = str(caught.value)
+    assert str(tmp_path) in message and "data.download" in message and "expected" in message
+
+
+def test_corrupt_cifar_is_reported(tmp_path, no_md5):
+    write_cifar(tmp_path, 10)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
+    with pytest.raises(DataError, match="cifar10 not found or corrupt"):
+        load_dataset("cifar10", tmp_path, False, "standard", CPU, seed=0)
+
+
+def test_every_model_trains_one_epoch_through_snakemake(tmp_path):
+    root = tmp_path / "data"
+    write_cifar(root, 10)
+    write_cifar(root, 100)
+    write_mnist(root)
+    write_imagefolder(root)
+    patches = tmp_path / "patches"
+    patches.mkdir()
+    (patches / "sitecustomize.py").write_text(MD5_PATCH)
+    one_point = {"batch_sizes": [20], "learning_rates": [0.01], "epochs": 1}
+    config = {
+        "experiments": {
+            "cifar": {"models": ["resnet110", "vgg19", "alexnet"], "datasets": ["cifar10", "cifar100"], **one_point},
+            "mnist": {"models": ["mlp"], "datasets": ["mnist"], "mlp_hidden": [32], **one_point},
+            "imagenet": {
+                "models": ["resnet18", "resnet50"],
+                "datasets": ["imagenet"],
+                **one_point,
+                "batch_sizes": [3],
+                "workers": 0,
+            },
+        },
+        "training": {"device": "cpu"},
+        "data": {"root": str(root)},
+    }
+    config_path = write_config(tmp_path, config)
+    assert planned_jobs(tmp_path, config_path)["train"] == 9
+    import os
+
+    env_path = os.pathsep.join(filter(None, [str(patches), os.environ.get("PYTHONPATH")]))
+    os.environ["PYTHONPATH"], previous = env_path, os.environ.get("PYTHONPATH")
+    try:
+        snakemake(tmp_path, config_path, "--cores", "2")
+    finally:
+        if previous is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = previous
+    runs = pd.read_parquet(tmp_path / "results/aggregate/runs.parquet")
+    assert sorted(zip(runs["model"], runs["dataset"], strict=True)) == sorted(
+        [(m, d) for m in ("resnet110", "vgg19", "alexnet") for d in ("cifar10", "cifar100")]
+        + [("mlp", "mnist"), ("resnet18", "imagenet"), ("resnet50", "imagenet")]
+    )
+    assert (runs["epochs"] == 1).all() and runs["final_test_acc"].between(0, 1).all()
