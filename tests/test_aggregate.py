@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+
 from bslr.aggregate import RUNS_COLUMNS, aggregate
 from bslr.storage import RUN_COLUMNS, RunFileError, write_table
 

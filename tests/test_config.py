@@ -1,6 +1,7 @@
 import copy
 
 import pytest
+
 from bslr.config import (
     ConfigError,
     Run,

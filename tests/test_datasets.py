@@ -1,15 +1,19 @@
 """The real torchvision loaders on small files in the true on-disk formats, and every model trained
 one epoch on them through Snakemake."""
 
+import os
+
 import pandas as pd
 import pytest
 import torch
 import torchvision.datasets.cifar
+
 from bslr.data import DataError, load_dataset
 from conftest import planned_jobs, snakemake, write_config
 from fake_data import MD5_PATCH, write_cifar, write_imagefolder, write_mnist
 
 CPU = torch.device("cpu")
+ONE_POINT = {"batch_sizes": [20], "learning_rates": [0.01], "epochs": 1}
 
 
 @pytest.fixture
@@ -95,15 +99,14 @@ def test_every_model_trains_one_epoch_through_snakemake(tmp_path):
     patches = tmp_path / "patches"
     patches.mkdir()
     (patches / "sitecustomize.py").write_text(MD5_PATCH)
-    one_point = {"batch_sizes": [20], "learning_rates": [0.01], "epochs": 1}
     config = {
         "experiments": {
-            "cifar": {"models": ["resnet110", "vgg19", "alexnet"], "datasets": ["cifar10", "cifar100"], **one_point},
-            "mnist": {"models": ["mlp"], "datasets": ["mnist"], "mlp_hidden": [32], **one_point},
+            "cifar": {"models": ["resnet110", "vgg19", "alexnet"], "datasets": ["cifar10", "cifar100"], **ONE_POINT},
+            "mnist": {"models": ["mlp"], "datasets": ["mnist"], "mlp_hidden": [32], **ONE_POINT},
             "imagenet": {
                 "models": ["resnet18", "resnet50"],
                 "datasets": ["imagenet"],
-                **one_point,
+                **ONE_POINT,
                 "batch_sizes": [3],
                 "workers": 0,
             },
@@ -113,12 +116,12 @@ def test_every_model_trains_one_epoch_through_snakemake(tmp_path):
     }
     config_path = write_config(tmp_path, config)
     assert planned_jobs(tmp_path, config_path)["train"] == 9
-    import os
 
     env_path = os.pathsep.join(filter(None, [str(patches), os.environ.get("PYTHONPATH")]))
     os.environ["PYTHONPATH"], previous = env_path, os.environ.get("PYTHONPATH")
     try:
-        snakemake(tmp_path, config_path, "--cores", "2")
+        # up to the runs table: statistics and figures are tested on their own
+        snakemake(tmp_path, config_path, "--cores", "2", "results/aggregate/runs.parquet")
     finally:
         if previous is None:
             del os.environ["PYTHONPATH"]
@@ -130,3 +133,18 @@ def test_every_model_trains_one_epoch_through_snakemake(tmp_path):
         + [("mlp", "mnist"), ("resnet18", "imagenet"), ("resnet50", "imagenet")]
     )
     assert (runs["epochs"] == 1).all() and runs["final_test_acc"].between(0, 1).all()
+
+
+def test_missing_cifar_stops_the_job_with_the_message_not_a_traceback(tmp_path):
+    config = {
+        "experiments": {"paper": {"models": ["alexnet"], "datasets": ["cifar10"], **ONE_POINT}},
+        "data": {"root": str(tmp_path / "nowhere")},
+        "training": {"device": "cpu"},
+    }
+    result = snakemake(tmp_path, write_config(tmp_path, config), "--cores", "1", check=False)
+    assert result.returncode != 0
+    log = (tmp_path / "logs/train/paper/cifar10/alexnet/bs20_lr0.01_seed0.log").read_text()
+    assert "bslr train: error: data set cifar10 not found or corrupt under" in log
+    assert "cifar-10-batches-py/" in log and "data.download: true" in log
+    assert "Traceback" not in log
+    assert not (tmp_path / "results/runs").exists()

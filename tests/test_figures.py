@@ -1,6 +1,7 @@
 import hashlib
 
 import pytest
+
 from bslr.config import validate_config
 from bslr.figures import FIGURES, draw
 from conftest import tiny_config

@@ -1,4 +1,5 @@
 import torch
+
 from bslr.data import DATASETS
 from bslr.models import MODELS, build_model
 

@@ -1,8 +1,9 @@
 import numpy as np
 import pandas as pd
 import pytest
-from bslr.stats import CORRELATION_COLUMNS, correlate, correlations, markdown_table
 from scipy import stats as scipy_stats
+
+from bslr.stats import CORRELATION_COLUMNS, correlate, correlations, markdown_table
 
 
 def synthetic_runs(seed: int = 0) -> pd.DataFrame:
@@ -72,3 +73,17 @@ def test_markdown_lists_every_group():
     assert "## e: mlp on d, final_test_acc" in text
     assert "| group | x | n | pearson statistic | pearson p | spearman statistic | spearman p |" in text
     assert text.count("| ratio | ratio | 12 |") == 2
+
+
+def test_paper_grid_has_164_groups():
+    from bslr.config import expand_grid, load_config_file
+    from conftest import REPO
+
+    config = load_config_file(REPO / "config" / "paper.yaml")
+    runs = pd.DataFrame([vars(run) for run in expand_grid(config)])
+    runs["ratio"] = runs["batch_size"] / runs["lr"]
+    runs["final_test_acc"] = 1 / runs["ratio"]
+    table = correlations(runs, ["final_test_acc"], ["spearman"])
+    assert len(table) == 164 == 4 * (20 + 20 + 1)
+    assert table.groupby(["model", "dataset"]).size().tolist() == [41] * 4
+    assert (table.loc[table["group"] == "ratio", "statistic"] == -1).all()

@@ -3,6 +3,7 @@ import json
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+
 from bslr.config import Run, run_settings, validate_config
 from bslr.storage import RUN_COLUMNS, read_run
 from bslr.train import train_run, train_to_file

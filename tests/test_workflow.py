@@ -6,11 +6,12 @@ import shutil
 
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
+
 from bslr.aggregate import RUNS_COLUMNS
 from bslr.stats import CORRELATION_COLUMNS
 from bslr.storage import RUN_COLUMNS, read_run
 from conftest import REPO, planned_jobs, snakemake, tiny_config, write_config
-from scipy import stats as scipy_stats
 
 
 def digests(directory):
