@@ -136,3 +136,17 @@ def test_bad_config_stops_before_any_job_with_one_message(tmp_path):
 def test_lint_is_clean():
     result = snakemake(REPO, None, "--lint")
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_a_second_run_of_the_grid_gives_identical_metrics_and_figures(tiny_workflow, tmp_path):
+    snakemake(tmp_path, write_config(tmp_path, tiny_config()), "--cores", "2")
+    metrics = [column for column in RUN_COLUMNS if column != "seconds"]
+    first_runs = sorted((tiny_workflow / "results/runs").rglob("*.parquet"))
+    assert len(first_runs) == 9
+    for path in first_runs:
+        first, _ = read_run(path)
+        second, _ = read_run(tmp_path / path.relative_to(tiny_workflow))
+        pd.testing.assert_frame_equal(first[metrics], second[metrics], check_exact=True)
+    assert digests(tiny_workflow / "results/figures") == digests(tmp_path / "results/figures")
+    first_table = (tiny_workflow / "results/stats/correlations.csv").read_bytes()
+    assert first_table == (tmp_path / "results/stats/correlations.csv").read_bytes()

@@ -7,11 +7,9 @@ import json
 import sys
 from collections.abc import Sequence
 
-from bslr.config import ConfigError
-from bslr.data import DataError
-from bslr.storage import RunFileError
+from bslr.errors import ConfigError, DataError, Interrupted, OutOfMemory, RunFileError
 
-EXPECTED_ERRORS = (ConfigError, DataError, RunFileError)
+EXPECTED_ERRORS = (ConfigError, DataError, RunFileError, OutOfMemory)
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
@@ -34,15 +32,17 @@ def cmd_prepare_data(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from bslr.train import train_to_file
+    from bslr.train import RunOptions, train_to_file
 
-    frame = train_to_file(
-        json.loads(args.settings),
-        args.output,
+    options = RunOptions(
         threads=args.threads,
         eval_batch_size=args.eval_batch_size,
         workers=args.workers,
+        checkpoint=args.checkpoint,
+        keep_checkpoint=args.keep_checkpoint,
+        deterministic=args.deterministic,
     )
+    frame = train_to_file(json.loads(args.settings), args.output, options)
     last = frame.iloc[-1]
     print(f"wrote {args.output}: {len(frame)} epochs, final test accuracy {last['test_acc']:.4f}")
 
@@ -63,18 +63,22 @@ def cmd_stats(args: argparse.Namespace) -> None:
     from bslr.stats import correlations, markdown_table
     from bslr.storage import write_csv, write_table, write_text
 
-    table = correlations(pd.read_parquet(args.runs), args.outcomes, args.methods)
+    runs = pd.read_parquet(args.runs)
+    table = correlations(runs, args.outcomes, args.methods, args.diverged)
     write_csv(table, args.csv)
     write_table(table, args.parquet)
-    write_text(markdown_table(table), args.markdown)
-    print(f"wrote {len(table)} correlation rows")
+    write_text(markdown_table(table, runs, args.diverged), args.markdown)
+    excluded = int(runs["diverged"].sum()) if args.diverged == "exclude" else 0
+    print(f"wrote {len(table)} correlation rows; {excluded} diverged runs excluded")
 
 
 def cmd_figure(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from bslr.figures import draw
+    from bslr.figures import FIGURES, draw
 
+    if args.name not in FIGURES:
+        raise ConfigError(f"unknown figure {args.name!r}; known figures: {', '.join(sorted(FIGURES))}")
     draw(
         args.name,
         pd.read_parquet(args.runs),
@@ -87,9 +91,6 @@ def cmd_figure(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from bslr import __version__
-    from bslr.data import DATASETS
-    from bslr.figures import FIGURES
-    from bslr.stats import METHODS
 
     parser = argparse.ArgumentParser(prog="bslr", description=__doc__)
     parser.add_argument("--version", action="version", version=f"bslr {__version__}")
@@ -100,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.set_defaults(run=cmd_validate)
 
     command = commands.add_parser("prepare-data", help="generate a data set that needs no download")
-    command.add_argument("dataset", choices=[name for name, spec in DATASETS.items() if spec.generated_file])
+    command.add_argument("dataset", choices=["mnist1d"])
     command.add_argument("--root", default="resources/data", help="data.root; the file goes to its usual place")
     command.add_argument("--output", help="write to this path instead")
     command.add_argument("--seed", type=int, default=42)
@@ -112,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--threads", type=int, default=1)
     command.add_argument("--eval-batch-size", type=int, default=1000)
     command.add_argument("--workers", type=int, default=8, help="DataLoader workers for on-disk data sets")
+    command.add_argument("--checkpoint", help="resume from and save to this file after every epoch")
+    command.add_argument("--keep-checkpoint", action="store_true", help="keep the checkpoint after the run")
+    command.add_argument("--deterministic", action="store_true", help="deterministic CUDA kernels")
     command.set_defaults(run=cmd_train)
 
     command = commands.add_parser("aggregate", help="per-run Parquet files into runs and epochs tables")
@@ -123,14 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     command = commands.add_parser("stats", help="Pearson and Spearman tests in the paper's grouping")
     command.add_argument("--runs", required=True)
     command.add_argument("--outcomes", nargs="+", required=True)
-    command.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=["pearson", "spearman"])
+    command.add_argument("--methods", nargs="+", default=["pearson", "spearman"])
+    command.add_argument("--diverged", choices=["include", "exclude"], default="exclude")
     command.add_argument("--csv", required=True)
     command.add_argument("--parquet", required=True)
     command.add_argument("--markdown", required=True)
     command.set_defaults(run=cmd_stats)
 
     command = commands.add_parser("figure", help="draw one figure of one scenario")
-    command.add_argument("name", choices=sorted(FIGURES))
+    command.add_argument("name", help="acc_vs_batch_size, acc_vs_learning_rate, acc_vs_ratio or heatmap")
     command.add_argument("--runs", required=True)
     command.add_argument("--experiment", required=True)
     command.add_argument("--dataset", required=True)
@@ -149,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EXPECTED_ERRORS as error:
         print(f"bslr {args.command}: error: {error}", file=sys.stderr)
         return 1
+    except Interrupted as error:
+        print(f"bslr {args.command}: stopped, {error}; re-running the job resumes from its checkpoint", file=sys.stderr)
+        return 143
     return 0
 
 

@@ -18,17 +18,24 @@ from typing import Any
 import jsonschema
 import yaml
 
+from bslr.errors import ConfigError
+
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 # Keys of `training` that change how fast a run goes but never its result: they are kept out of a
 # run's settings so that changing them does not re-train anything.
-NON_PROTOCOL_KEYS = ("threads", "eval_batch_size", "workers", "gpus", "mem_mb", "runtime")
+NON_PROTOCOL_KEYS = (
+    "threads",
+    "eval_batch_size",
+    "workers",
+    "gpus",
+    "mem_mb",
+    "runtime",
+    "keep_checkpoints",
+    "deterministic",
+)
 
 GRID_KEYS = ("models", "datasets", "batch_sizes", "learning_rates", "seeds", "epochs")
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot be run; the message says which key, which value and the fix."""
 
 
 @dataclass(frozen=True)

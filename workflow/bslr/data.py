@@ -18,9 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
-class DataError(RuntimeError):
-    """A data set that is missing or unreadable; the message names the path and the fix."""
+from bslr.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ Per scenario (experiment, model, dataset), as in He, Liu & Tao (2019), Section 5
 - over all runs, the outcome against the ratio batch size / learning rate (group `ratio`, x `ratio`).
 Each group is tested with every method (Pearson r, Spearman rho; scipy.stats) and reports n and the
 two-sided p-value. Groups of fewer than three runs, or with a constant variable, get NaN.
+Diverged runs (NaN or infinite loss) are dropped first under the policy `exclude`; `include` keeps them
+with the metrics of their last epoch.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from bslr.config import format_lr
+from bslr.errors import ConfigError
 
 SCENARIO = ["experiment", "model", "dataset"]
 CORRELATION_COLUMNS = SCENARIO + ["group", "x", "outcome", "method", "n", "statistic", "p_value"]
@@ -49,8 +52,21 @@ def groups(scenario_runs: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
     return found
 
 
-def correlations(runs: pd.DataFrame, outcomes: Sequence[str], methods: Sequence[str]) -> pd.DataFrame:
+def apply_diverged_policy(runs: pd.DataFrame, policy: str) -> pd.DataFrame:
+    if policy not in ("include", "exclude"):
+        raise ConfigError(f"analysis.diverged must be include or exclude, not {policy!r}")
+    return runs[~runs["diverged"].astype(bool)] if policy == "exclude" else runs
+
+
+def correlations(
+    runs: pd.DataFrame, outcomes: Sequence[str], methods: Sequence[str], diverged: str = "exclude"
+) -> pd.DataFrame:
     """One row per (scenario, group, outcome, method), in a stable order."""
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ConfigError(f"unknown correlation methods {unknown}; known: {', '.join(sorted(METHODS))}")
+    if "diverged" in runs:
+        runs = apply_diverged_policy(runs, diverged)
     rows = []
     for (experiment, model, dataset), scenario_runs in runs.groupby(SCENARIO, sort=True):
         for group, x, members in groups(scenario_runs):
@@ -62,10 +78,23 @@ def correlations(runs: pd.DataFrame, outcomes: Sequence[str], methods: Sequence[
     return pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
 
 
-def markdown_table(table: pd.DataFrame) -> str:
-    """One Markdown section per scenario and outcome: groups as rows, methods side by side."""
+def markdown_table(table: pd.DataFrame, runs: pd.DataFrame | None = None, diverged: str = "exclude") -> str:
+    """One Markdown section per scenario and outcome: groups as rows, methods side by side.
+
+    Given the runs table, each section says how many runs there were and how many diverged.
+    """
     lines = ["# Correlations of outcome with batch size, learning rate and their ratio", ""]
     for (experiment, model, dataset, outcome), part in table.groupby(SCENARIO + ["outcome"], sort=True):
+        if runs is not None:
+            scenario = runs[
+                (runs["experiment"] == experiment) & (runs["model"] == model) & (runs["dataset"] == dataset)
+            ]
+            count = int(scenario["diverged"].astype(bool).sum())
+            action = "excluded from" if diverged == "exclude" else "included in"
+            lines += [
+                f"{len(scenario)} runs; {count} diverged, {action} the tests (analysis.diverged: {diverged}).",
+                "",
+            ]
         methods = list(dict.fromkeys(part["method"]))
         header = ["group", "x", "n"] + [f"{method} {value}" for method in methods for value in ("statistic", "p")]
         lines += [f"## {experiment}: {model} on {dataset}, {outcome}", ""]

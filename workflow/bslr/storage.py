@@ -13,11 +13,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bslr.errors import RunFileError
+
 RUN_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "batch_size", "seconds"]
-
-
-class RunFileError(RuntimeError):
-    """A per-run Parquet that is corrupt, truncated or not written by bslr."""
 
 
 @contextlib.contextmanager

@@ -12,8 +12,12 @@ import json
 import math
 import os
 import platform
+import signal
 import socket
+import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,7 +25,9 @@ import torch
 import torch.nn.functional as F
 
 import bslr
+from bslr import checkpoint
 from bslr.data import DATASETS, LoaderData, MemoryData, load_dataset
+from bslr.errors import Interrupted, OutOfMemory
 from bslr.models import build_model
 from bslr.storage import RUN_COLUMNS, write_table
 
@@ -78,13 +84,34 @@ def provenance(settings: dict[str, Any], device: torch.device, threads: int) -> 
     }
 
 
-def train_run(
-    settings: dict[str, Any], threads: int = 1, eval_batch_size: int = 1000, workers: int = 8
-) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Train one run to its last epoch (or until its loss diverges) and return its epochs and metadata."""
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is executed, never what it computes: none of these changes a CPU run's metrics."""
+
+    threads: int = 1
+    eval_batch_size: int = 1000
+    workers: int = 8
+    checkpoint: str | None = None  # resume from and save to this file every epoch
+    keep_checkpoint: bool = False
+    deterministic: bool = False  # deterministic CUDA kernels (CPU runs are deterministic anyway)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise Interrupted(f"received signal {signal.Signals(signum).name}")
+
+
+def train_run(settings: dict[str, Any], options: RunOptions = RunOptions()) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Train one run to its last epoch (or until its loss diverges) and return its epochs and metadata.
+
+    With a checkpoint path, the run resumes from the last finished epoch found there and saves after
+    every epoch, so a killed job loses at most one epoch and ends with the same metrics.
+    """
+    torch.set_num_threads(options.threads)
     device = resolve_device(settings["device"])
+    if device.type == "cuda" and options.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
     data = load_dataset(
         settings["dataset"],
         settings["data_root"],
@@ -92,7 +119,7 @@ def train_run(
         settings["augment"],
         device,
         seed=settings["seed"],
-        workers=workers,
+        workers=options.workers,
     )
     spec = DATASETS[settings["dataset"]]
 
@@ -104,40 +131,77 @@ def train_run(
         momentum=settings["momentum"],
         weight_decay=settings["weight_decay"],
     )
-    generator = torch.Generator().manual_seed(settings["seed"])
+    generators = {
+        "order": torch.Generator().manual_seed(settings["seed"]),
+        "augment": getattr(data, "augment_generator", None),
+    }
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     diverged_epoch = None
-    for epoch in range(1, settings["epochs"] + 1):
-        started = time.perf_counter()
-        train_epoch(model, optimizer, data, settings["batch_size"], generator)
-        train_loss, train_acc = evaluate(model, data, "train", eval_batch_size)
-        test_loss, test_acc = evaluate(model, data, "test", eval_batch_size)
-        rows.append(
-            dict(
-                epoch=epoch,
-                train_loss=train_loss,
-                train_acc=train_acc,
-                test_loss=test_loss,
-                test_acc=test_acc,
-                lr=settings["lr"],
-                batch_size=settings["batch_size"],
-                seconds=time.perf_counter() - started,
-            )
-        )
-        if not math.isfinite(train_loss):
-            diverged_epoch = epoch  # a NaN or infinite loss never recovers under plain SGD
-            break
+    fingerprint = checkpoint.settings_hash(settings)
+    state = checkpoint.load(options.checkpoint, fingerprint) if options.checkpoint else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        checkpoint.restore_rng(state["rng"], generators)
+        rows = state["rows"]
+        print(f"resuming from {options.checkpoint} after epoch {len(rows)}", file=sys.stderr)
 
-    metadata = provenance(settings, device, threads)
+    previous_handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        for epoch in range(len(rows) + 1, settings["epochs"] + 1):
+            started = time.perf_counter()
+            train_epoch(model, optimizer, data, settings["batch_size"], generators["order"])
+            train_loss, train_acc = evaluate(model, data, "train", options.eval_batch_size)
+            test_loss, test_acc = evaluate(model, data, "test", options.eval_batch_size)
+            rows.append(
+                dict(
+                    epoch=epoch,
+                    train_loss=train_loss,
+                    train_acc=train_acc,
+                    test_loss=test_loss,
+                    test_acc=test_acc,
+                    lr=settings["lr"],
+                    batch_size=settings["batch_size"],
+                    seconds=time.perf_counter() - started,
+                )
+            )
+            if not math.isfinite(train_loss):
+                diverged_epoch = epoch  # a NaN or infinite loss never recovers under plain SGD
+                break
+            if options.checkpoint and epoch < settings["epochs"]:
+                checkpoint.save(
+                    options.checkpoint,
+                    {
+                        "settings_hash": fingerprint,
+                        "rows": rows,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "rng": checkpoint.capture_rng(generators),
+                    },
+                )
+    finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
+
+    metadata = provenance(settings, device, options.threads)
     metadata["diverged"] = json.dumps(diverged_epoch is not None)
     metadata["diverged_epoch"] = json.dumps(diverged_epoch)
+    metadata["resumed"] = json.dumps(state is not None)
     return pd.DataFrame(rows, columns=RUN_COLUMNS), metadata
 
 
-def train_to_file(
-    settings: dict[str, Any], output: str, threads: int = 1, eval_batch_size: int = 1000, workers: int = 8
-) -> pd.DataFrame:
-    frame, metadata = train_run(settings, threads=threads, eval_batch_size=eval_batch_size, workers=workers)
+def train_to_file(settings: dict[str, Any], output: str, options: RunOptions = RunOptions()) -> pd.DataFrame:
+    """Train and write the per-run Parquet atomically; then drop the checkpoint unless asked to keep it."""
+    try:
+        frame, metadata = train_run(settings, options)
+    except torch.cuda.OutOfMemoryError as error:
+        raise OutOfMemory(
+            f"GPU out of memory training {settings['model']} on {settings['dataset']} at batch size "
+            f"{settings['batch_size']}: run it on a GPU with more memory, or lower training.eval_batch_size "
+            f"if it failed while evaluating ({str(error).splitlines()[0]})"
+        ) from error
     write_table(frame, output, metadata)
+    if options.checkpoint and not options.keep_checkpoint:
+        Path(options.checkpoint).unlink(missing_ok=True)
     return frame

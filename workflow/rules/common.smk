@@ -60,6 +60,24 @@ def training_option(key):
     return lambda wildcards: training_settings(CONFIG, wildcards.experiment)[key]
 
 
+def checkpoint_path(wildcards) -> str:
+    """Where a run's per-epoch checkpoint lives: outside results/runs, removed once the run is done."""
+    return (
+        run_of(wildcards)
+        .path.replace("results/runs/", "results/checkpoints/")
+        .replace(".parquet", ".pt")
+    )
+
+
+def training_flags(wildcards) -> str:
+    settings = training_settings(CONFIG, wildcards.experiment)
+    flags = {
+        "--keep-checkpoint": settings["keep_checkpoints"],
+        "--deterministic": settings["deterministic"],
+    }
+    return " ".join(flag for flag, wanted in flags.items() if wanted)
+
+
 def job_resource(key):
     """A training job's resource (gpu, mem_mb, runtime) by model and data set, from config or auto."""
     return lambda wildcards: job_resources(

@@ -16,6 +16,8 @@ rule stats:
     params:
         outcomes=CONFIG["analysis"]["outcomes"],
         methods=CONFIG["analysis"]["methods"],
+        diverged=CONFIG["analysis"]["diverged"],
     shell:
         "bslr stats --runs {input} --outcomes {params.outcomes} --methods {params.methods}"
+        " --diverged {params.diverged}"
         " --csv {output.csv} --parquet {output.parquet} --markdown {output.markdown} > {log} 2>&1"

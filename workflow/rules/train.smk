@@ -18,6 +18,9 @@ rule train:
         settings=run_settings_json,
         eval_batch_size=training_option("eval_batch_size"),
         workers=training_option("workers"),
+        checkpoint=checkpoint_path,
+        flags=training_flags,
     shell:
         "bslr train --settings {params.settings:q} --output {output:q} --threads {threads}"
-        " --eval-batch-size {params.eval_batch_size} --workers {params.workers} > {log:q} 2>&1"
+        " --eval-batch-size {params.eval_batch_size} --workers {params.workers}"
+        " --checkpoint {params.checkpoint:q} {params.flags} > {log:q} 2>&1"
