@@ -59,12 +59,25 @@ def test_defaults_are_filled_and_threads_stay_out_of_the_protocol():
         "gpus": "auto",
         "mem_mb": "auto",
         "runtime": "auto",
+        "keep_checkpoints": False,
+        "deterministic": False,
     }
     assert config["figures"]["heatmap"]["dpi"] == 60  # the user's value survives
     assert config["figures"]["acc_vs_ratio"]["dpi"] == 200
     assert config["analysis"]["outcomes"] == ["final_test_acc", "best_test_acc", "gap"]
+    assert config["analysis"]["diverged"] == "exclude"
     settings = run_settings(config, Run("tiny", "mlp", "mnist1d", 64, 0.05, 0))
-    assert not {"threads", "eval_batch_size", "workers", "gpus", "mem_mb", "runtime"} & set(settings)
+    execution = {
+        "threads",
+        "eval_batch_size",
+        "workers",
+        "gpus",
+        "mem_mb",
+        "runtime",
+        "keep_checkpoints",
+        "deterministic",
+    }
+    assert not execution & set(settings)
     assert settings["mlp_hidden"] == [100, 100]
     assert settings["lr"] == 0.05 and settings["epochs"] == 2 and settings["momentum"] == 0.0
 
@@ -127,3 +140,25 @@ def test_bad_configs_name_the_key(path, value, expected):
     with pytest.raises(ConfigError, match=None) as caught:
         validate_config(broken(path, value))
     assert expected in str(caught.value)
+
+
+def test_job_resources_follow_model_and_data_set():
+    from bslr.config import job_resources
+
+    raw = tiny_config()
+    raw["experiments"]["cifar"] = {
+        **tiny_config()["experiments"]["tiny"],
+        "models": ["resnet110"],
+        "datasets": ["cifar10"],
+    }
+    raw["experiments"]["cpu"] = {**raw["experiments"]["cifar"], "device": "cpu", "runtime": 30}
+    config = validate_config(raw)
+    assert job_resources(config, "tiny", "mlp", "mnist1d")["gpu"] == 0
+    cifar = job_resources(config, "cifar", "resnet110", "cifar10")
+    assert cifar["gpu"] == 1 and cifar["mem_mb"] == 8000 and cifar["runtime"] > 10
+    assert job_resources(config, "cpu", "resnet110", "cifar10") == {"gpu": 0, "mem_mb": 8000, "runtime": 30}
+
+
+def test_model_and_data_set_of_different_ranks_are_refused():
+    with pytest.raises(ConfigError, match="model cnn1d cannot take cifar10 inputs"):
+        validate_config(tiny_config(models=["cnn1d"], datasets=["cifar10"]))

@@ -91,13 +91,15 @@ def test_paper_grid_has_164_groups():
 
 def test_diverged_runs_follow_the_policy():
     runs = synthetic_runs()
-    runs["diverged"] = False
-    runs.loc[runs["lr"] == 0.15, "diverged"] = True
-    runs.loc[runs["diverged"], "final_test_acc"] = 0.1  # chance level, as a diverged run ends
+    runs["diverged"] = runs["lr"] == 0.15
+    runs["final_test_acc"] = runs["final_test_acc"].where(~runs["diverged"], 0.1)  # chance, as a diverged run ends
     excluded = correlations(runs, ["final_test_acc"], ["spearman"], diverged="exclude")
     included = correlations(runs, ["final_test_acc"], ["spearman"], diverged="include")
-    ratio = (excluded["group"] == "ratio") & (excluded["model"] == "mlp")
-    assert excluded.loc[ratio, "n"].item() == 8 and included.loc[ratio, "n"].item() == 12
+
+    def ratio_n(table):
+        return table.loc[(table["group"] == "ratio") & (table["model"] == "mlp"), "n"].item()
+
+    assert ratio_n(excluded) == 8 and ratio_n(included) == 12
     assert "lr=0.15" not in set(excluded["group"]) and "lr=0.15" in set(included["group"])
     text = markdown_table(excluded, runs, "exclude")
     assert "12 runs; 4 diverged, excluded from the tests (analysis.diverged: exclude)." in text
