@@ -12,7 +12,7 @@ import torch
 
 import bslr.train
 from bslr import checkpoint
-from bslr.errors import OutOfMemory
+from bslr.errors import Interrupted, OutOfMemory
 from bslr.storage import RUN_COLUMNS, read_run
 from bslr.train import RunOptions, train_run, train_to_file
 from conftest import REPO, SNAKEMAKE, snakemake, tiny_config, write_config
@@ -165,3 +165,25 @@ def test_sigkilled_snakemake_job_resumes_to_identical_metrics(tmp_path):
     assert "resuming from" in (killed / "logs/train/tiny/mnist1d/cnn1d/bs16_lr0.1_seed0.log").read_text()
     pd.testing.assert_frame_equal(resumed[METRICS], reference[METRICS], check_exact=True)
     assert not (killed / "results/checkpoints/tiny/mnist1d/cnn1d/bs16_lr0.1_seed0.pt").exists()
+
+
+def test_signal_mid_epoch_checkpoints_that_step_and_resumes_identically(mnist1d_root, tmp_path, monkeypatch):
+    run = settings(mnist1d_root, model="cnn1d", epochs=3, batch_size=32)
+    reference, _ = train_run(run)
+    path = tmp_path / "run.pt"
+    real, calls = bslr.train.F.cross_entropy, []
+
+    def cross_entropy(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 150:  # epoch 2 (125 training steps and 5 evaluation batches per epoch)
+            signal.raise_signal(signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(bslr.train.F, "cross_entropy", cross_entropy)
+        with pytest.raises(Interrupted, match="received signal SIGTERM in epoch 2"):
+            train_run(run, RunOptions(checkpoint=str(path)))
+    state = checkpoint.load(path, checkpoint.settings_hash(run))
+    assert len(state["rows"]) == 1 and state["partial"]["step"] == 20
+    resumed, _ = train_run(run, RunOptions(checkpoint=str(path)))
+    pd.testing.assert_frame_equal(resumed[METRICS], reference[METRICS], check_exact=True)

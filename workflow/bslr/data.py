@@ -145,11 +145,15 @@ class MemoryData:
         return torch.where(flip[:, None, None, None], cropped.flip(3), cropped)
 
     def train_batches(
-        self, batch_size: int, order_generator: torch.Generator
+        self, batch_size: int, order_generator: torch.Generator, start_step: int = 0
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches of exactly `batch_size` from a seeded permutation; the smaller remainder is dropped."""
+        """Batches of exactly `batch_size` from a seeded permutation; the smaller remainder is dropped.
+
+        `start_step` resumes an epoch stopped part-way: the permutation is drawn again from the same
+        generator state and the batches already trained on are skipped.
+        """
         order = torch.randperm(len(self.x_train), generator=order_generator).to(self.x_train.device)
-        for step in range(len(order) // batch_size):
+        for step in range(start_step, len(order) // batch_size):
             index = order[step * batch_size : (step + 1) * batch_size]
             images = self.x_train[index]
             if self.crop_flip:
@@ -188,8 +192,10 @@ class LoaderData:
         )
 
     def train_batches(
-        self, batch_size: int, order_generator: torch.Generator
+        self, batch_size: int, order_generator: torch.Generator, start_step: int = 0
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Shuffled batches read by the workers. Stopped epochs are not resumed part-way here (the
+        trainer resumes them from the epoch's start), so `start_step` must be 0."""
         for images, labels in self._loader(self.train_set, batch_size, order_generator):
             yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
 

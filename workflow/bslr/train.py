@@ -59,13 +59,19 @@ def train_epoch(
     data: MemoryData | LoaderData,
     batch_size: int,
     order_generator: torch.Generator,
-) -> None:
+    start_step: int = 0,
+    stop: StopRequest | None = None,
+) -> int | None:
+    """One epoch of SGD from `start_step`. Returns None when done, or the steps done if a stop was asked."""
     model.train()
-    for inputs, labels in data.train_batches(batch_size, order_generator):
+    for step, (inputs, labels) in enumerate(data.train_batches(batch_size, order_generator, start_step), start_step):
         loss = F.cross_entropy(model(inputs), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if stop is not None and stop.signal_name:
+            return step + 1
+    return None
 
 
 def provenance(settings: dict[str, Any], device: torch.device, threads: int) -> dict[str, str]:
@@ -96,8 +102,15 @@ class RunOptions:
     deterministic: bool = False  # deterministic CUDA kernels (CPU runs are deterministic anyway)
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise Interrupted(f"received signal {signal.Signals(signum).name}")
+class StopRequest:
+    """Set by SIGTERM or SIGUSR1 (a scheduler's time limit or preemption); training checks it after each
+    step, so the checkpoint it then writes never holds a half-applied update."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.signal_name = signal.Signals(signum).name
 
 
 def train_run(settings: dict[str, Any], options: RunOptions = RunOptions()) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -138,6 +151,7 @@ def train_run(settings: dict[str, Any], options: RunOptions = RunOptions()) -> t
 
     rows: list[dict[str, Any]] = []
     diverged_epoch = None
+    start_step, epoch_seconds = 0, 0.0
     fingerprint = checkpoint.settings_hash(settings)
     state = checkpoint.load(options.checkpoint, fingerprint) if options.checkpoint else None
     if state is not None:
@@ -145,13 +159,38 @@ def train_run(settings: dict[str, Any], options: RunOptions = RunOptions()) -> t
         optimizer.load_state_dict(state["optimizer"])
         checkpoint.restore_rng(state["rng"], generators)
         rows = state["rows"]
-        print(f"resuming from {options.checkpoint} after epoch {len(rows)}", file=sys.stderr)
+        if state["partial"]:  # stopped inside an epoch: replay its data order from where it stopped
+            generators["order"].set_state(state["partial"]["order_state"])
+            start_step, epoch_seconds = state["partial"]["step"], state["partial"]["seconds"]
+        print(f"resuming from {options.checkpoint} after epoch {len(rows)}, step {start_step}", file=sys.stderr)
 
-    previous_handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    def save_checkpoint(partial: dict[str, Any] | None = None) -> None:
+        checkpoint.save(
+            options.checkpoint,
+            {
+                "settings_hash": fingerprint,
+                "rows": rows,
+                "partial": partial,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": checkpoint.capture_rng(generators),
+            },
+        )
+
+    stop = StopRequest()
+    previous_handlers = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGUSR1)}
     try:
         for epoch in range(len(rows) + 1, settings["epochs"] + 1):
             started = time.perf_counter()
-            train_epoch(model, optimizer, data, settings["batch_size"], generators["order"])
+            order_state = generators["order"].get_state()  # before the epoch draws its permutation
+            stopped_at = train_epoch(
+                model, optimizer, data, settings["batch_size"], generators["order"], start_step, stop
+            )
+            if stopped_at is not None:
+                if options.checkpoint and isinstance(data, MemoryData):
+                    seconds = epoch_seconds + time.perf_counter() - started
+                    save_checkpoint({"step": stopped_at, "order_state": order_state, "seconds": seconds})
+                raise Interrupted(f"received signal {stop.signal_name} in epoch {epoch}")
             train_loss, train_acc = evaluate(model, data, "train", options.eval_batch_size)
             test_loss, test_acc = evaluate(model, data, "test", options.eval_batch_size)
             rows.append(
@@ -163,23 +202,17 @@ def train_run(settings: dict[str, Any], options: RunOptions = RunOptions()) -> t
                     test_acc=test_acc,
                     lr=settings["lr"],
                     batch_size=settings["batch_size"],
-                    seconds=time.perf_counter() - started,
+                    seconds=epoch_seconds + time.perf_counter() - started,
                 )
             )
+            start_step, epoch_seconds = 0, 0.0
             if not math.isfinite(train_loss):
                 diverged_epoch = epoch  # a NaN or infinite loss never recovers under plain SGD
                 break
-            if options.checkpoint and epoch < settings["epochs"]:
-                checkpoint.save(
-                    options.checkpoint,
-                    {
-                        "settings_hash": fingerprint,
-                        "rows": rows,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "rng": checkpoint.capture_rng(generators),
-                    },
-                )
+            if options.checkpoint and (epoch < settings["epochs"] or stop.signal_name):
+                save_checkpoint()
+            if stop.signal_name:
+                raise Interrupted(f"received signal {stop.signal_name} after epoch {epoch}")
     finally:
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
