@@ -6,6 +6,7 @@ rule aggregate:
         epochs="results/aggregate/epochs.parquet",
     log:
         "logs/aggregate.log",
+    localrule: True
     conda:
         "../../envs/analysis.yaml"
     shell:

@@ -3,6 +3,7 @@ rule prepare_mnist1d:
         str(generated_path("mnist1d", CONFIG["data"]["root"])),
     log:
         "logs/data/prepare_mnist1d.log",
+    localrule: True
     conda:
         "../../envs/train.yaml"
     shell:

@@ -16,6 +16,7 @@ for figure_name in FIGURES:
             ),
         log:
             f"logs/figures/{{experiment}}/{{dataset}}/{{model}}/{figure_name}.log",
+        localrule: True
         conda:
             "../../envs/analysis.yaml"
         params:

@@ -11,6 +11,7 @@ rule stats:
         markdown="results/stats/correlations.md",
     log:
         "logs/stats.log",
+    localrule: True
     conda:
         "../../envs/analysis.yaml"
     params:
