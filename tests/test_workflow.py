@@ -150,3 +150,14 @@ def test_a_second_run_of_the_grid_gives_identical_metrics_and_figures(tiny_workf
     assert digests(tiny_workflow / "results/figures") == digests(tmp_path / "results/figures")
     first_table = (tiny_workflow / "results/stats/correlations.csv").read_bytes()
     assert first_table == (tmp_path / "results/stats/correlations.csv").read_bytes()
+
+
+def test_report_bundles_every_figure_and_the_table(tiny_workflow):
+    import zipfile
+
+    report = tiny_workflow / "report.zip"
+    snakemake(tiny_workflow, tiny_workflow / "config.yaml", "--report", str(report))
+    names = [name.rsplit("/", 1)[-1] for name in zipfile.ZipFile(report).namelist()]
+    for figure in ("acc_vs_batch_size", "acc_vs_learning_rate", "acc_vs_ratio", "heatmap"):
+        assert f"{figure}.png" in names
+    assert "correlations.csv" in names
