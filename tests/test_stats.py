@@ -31,7 +31,7 @@ def synthetic_runs(seed: int = 0) -> pd.DataFrame:
 
 def test_groups_follow_the_paper():
     table = correlations(synthetic_runs(), ["final_test_acc"], ["pearson", "spearman"])
-    assert list(table.columns) == CORRELATION_COLUMNS
+    assert list(table.columns)[: len(CORRELATION_COLUMNS)] == CORRELATION_COLUMNS
     groups = table[(table["model"] == "mlp") & (table["method"] == "spearman")]
     assert groups["group"].tolist() == ["lr=0.05", "lr=0.1", "lr=0.15", "bs=16", "bs=32", "bs=48", "bs=64", "ratio"]
     assert groups["x"].tolist() == ["batch_size"] * 3 + ["lr"] * 4 + ["ratio"]
@@ -42,15 +42,15 @@ def test_groups_follow_the_paper():
 
 def test_every_row_equals_scipy():
     runs = synthetic_runs()
-    table = correlations(runs, ["final_test_acc", "gap"], ["pearson", "spearman"])
+    table = correlations(runs, ["final_test_acc", "gap"], ["pearson", "spearman", "kendall"])
     for row in table.itertuples():
         members = runs[runs["model"] == row.model]
         if row.group.startswith("lr="):
             members = members[members["lr"] == float(row.group[3:])]
         elif row.group.startswith("bs="):
             members = members[members["batch_size"] == int(row.group[3:])]
-        test = scipy_stats.pearsonr if row.method == "pearson" else scipy_stats.spearmanr
-        expected = test(members[row.x], members[row.outcome])
+        test = {"pearson": scipy_stats.pearsonr, "spearman": scipy_stats.spearmanr, "kendall": scipy_stats.kendalltau}
+        expected = test[row.method](members[row.x], members[row.outcome])
         assert row.statistic == pytest.approx(expected.statistic, abs=1e-12)
         assert row.p_value == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-300)
 
@@ -103,3 +103,80 @@ def test_diverged_runs_follow_the_policy():
     assert "lr=0.15" not in set(excluded["group"]) and "lr=0.15" in set(included["group"])
     text = markdown_table(excluded, runs, "exclude")
     assert "12 runs; 4 diverged, excluded from the tests (analysis.diverged: exclude)." in text
+
+
+def test_holm_and_benjamini_hochberg_by_hand():
+    from bslr.stats import benjamini_hochberg, holm
+
+    p_values = np.array([0.01, 0.04, 0.03, np.nan, 0.005])
+    # Holm: sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1, kept monotone
+    np.testing.assert_allclose(holm(p_values), [0.03, 0.06, 0.06, np.nan, 0.02])
+    # BH: p * m / rank, monotone from the top: 0.04*4/4, 0.03*4/3, 0.01*4/2, 0.005*4/1
+    np.testing.assert_allclose(benjamini_hochberg(p_values), [0.02, 0.04, 0.04, np.nan, 0.02])
+
+
+def test_corrections_are_made_within_each_family():
+    table = correlations(synthetic_runs(), ["final_test_acc", "gap"], ["spearman", "pearson"])
+    for _, family in table.groupby(["outcome", "method"]):
+        tested = family[np.isfinite(family["p_value"])]
+        assert (tested["p_holm"] >= tested["p_value"]).all() and (tested["p_bh"] >= tested["p_value"]).all()
+        smallest = tested["p_value"].idxmin()
+        assert tested.loc[smallest, "p_holm"] == pytest.approx(min(1, tested.loc[smallest, "p_value"] * len(tested)))
+    assert set(table.loc[table["x"] == "lr", "expected_sign"]) == {1, -1}  # accuracy +, gap -
+
+
+def test_bootstrap_interval_is_seeded_and_covers_the_estimate():
+    from bslr.stats import bootstrap_interval
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=60)
+    y = -x + rng.normal(scale=0.5, size=60)
+    first = bootstrap_interval(x, y, "spearman", 500, seed=3)
+    assert first == bootstrap_interval(x, y, "spearman", 500, seed=3)
+    rho = scipy_stats.spearmanr(x, y).statistic
+    assert first[0] < rho < first[1] < 0
+
+
+def test_granulated_kendall_averages_tau_per_axis():
+    from bslr.stats import granulated_kendall
+
+    runs = synthetic_runs()
+    table = correlations(runs, ["final_test_acc"], ["kendall"])
+    psi = granulated_kendall(table).set_index("model").loc["mlp"]
+    mlp = runs[runs["model"] == "mlp"]
+    by_lr = [scipy_stats.kendalltau(g["batch_size"], g["final_test_acc"]).statistic for _, g in mlp.groupby("lr")]
+    by_bs = [-scipy_stats.kendalltau(g["lr"], g["final_test_acc"]).statistic for _, g in mlp.groupby("batch_size")]
+    assert psi["psi_batch_size"] == pytest.approx(np.mean(by_lr))
+    assert psi["psi_learning_rate"] == pytest.approx(np.mean(by_bs))
+    assert psi["psi"] == pytest.approx((np.mean(by_lr) + np.mean(by_bs)) / 2)
+
+
+def test_iso_ratio_separates_within_from_between_sets():
+    from bslr.stats import iso_ratio
+
+    rows = []
+    for batch_size, lr in [(16, 0.01), (32, 0.02), (64, 0.04), (16, 0.02), (32, 0.04), (64, 0.08), (16, 0.04)]:
+        ratio = batch_size / lr
+        rows.append(
+            dict(
+                experiment="e",
+                model="m",
+                dataset="d",
+                batch_size=batch_size,
+                lr=lr,
+                ratio=ratio,
+                final_test_acc=1 - ratio / 10000 + (0.001 if batch_size == 32 else 0),
+            )
+        )
+    result = iso_ratio(pd.DataFrame(rows), ["final_test_acc"]).iloc[0]
+    assert result["ratio_sets"] == 2 and result["runs"] == 6  # 1600 and 800; the lone 400 does not count
+    assert result["within_sd"] < result["between_sd"] and result["eta_squared"] > 0.9
+
+
+def test_paper_tables_state_the_prediction_and_summary():
+    from bslr.stats import paper_tables
+
+    markdown, latex = paper_tables(correlations(synthetic_runs(), ["final_test_acc"], ["spearman", "pearson"]), 0.05)
+    assert "| ratio | 12 | − |" in markdown and "| bs=16 | 3 | + |" in markdown
+    assert "groups significant at 0.05 with the predicted sign" in markdown
+    assert latex.count("\\begin{table}") == 2 and "\\toprule" in latex and "ratio & 12 & $-$" in latex

@@ -36,9 +36,12 @@ def test_outputs_follow_the_contract(tiny_workflow):
     assert len(pd.read_parquet(tiny_workflow / "results/aggregate/epochs.parquet")) == 18
 
     table = pd.read_csv(tiny_workflow / "results/stats/correlations.csv")
-    assert list(table.columns) == CORRELATION_COLUMNS
-    # (3 lr groups + 3 bs groups + ratio) x 3 default outcomes x 2 methods
-    assert len(table) == 7 * 3 * 2
+    assert list(table.columns) == CORRELATION_COLUMNS + ["expected_sign", "p_holm", "p_bh", "ci_low", "ci_high"]
+    # (3 lr groups + 3 bs groups + ratio) x 3 default outcomes x 3 methods
+    assert len(table) == 7 * 3 * 3
+    for name in ("granulated_kendall.csv", "iso_ratio.csv"):
+        assert (tiny_workflow / "results/stats" / name).is_file()
+    assert (tiny_workflow / "results/tables/correlations.tex").read_text().count("\\begin{tabular}") == 3
     assert (tiny_workflow / "results/stats/correlations.md").read_text().startswith("# Correlations")
 
     figures = tiny_workflow / "results/figures/tiny/mnist1d/mlp"
@@ -64,8 +67,8 @@ def test_every_correlation_equals_scipy_on_the_runs_table(tiny_workflow):
         if members[row.outcome].nunique() < 2:
             assert pd.isna(row.statistic)
             continue
-        test = scipy_stats.pearsonr if row.method == "pearson" else scipy_stats.spearmanr
-        expected = test(members[row.x], members[row.outcome])
+        test = {"pearson": scipy_stats.pearsonr, "spearman": scipy_stats.spearmanr, "kendall": scipy_stats.kendalltau}
+        expected = test[row.method](members[row.x], members[row.outcome])
         assert row.n == len(members)
         assert row.statistic == pytest.approx(expected.statistic, abs=1e-9)
         assert row.p_value == pytest.approx(expected.pvalue, rel=1e-6, abs=1e-12)

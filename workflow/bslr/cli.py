@@ -58,16 +58,26 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
 
 
 def cmd_stats(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
     import pandas as pd
 
-    from bslr.stats import correlations, markdown_table
+    from bslr import stats
     from bslr.storage import write_csv, write_table, write_text
 
     runs = pd.read_parquet(args.runs)
-    table = correlations(runs, args.outcomes, args.methods, args.diverged)
-    write_csv(table, args.csv)
-    write_table(table, args.parquet)
-    write_text(markdown_table(table, runs, args.diverged), args.markdown)
+    table = stats.correlations(runs, args.outcomes, args.methods, args.diverged)
+    table = stats.add_ratio_intervals(table, runs, args.bootstrap_resamples, args.seed, args.diverged)
+    outputs = Path(args.output_dir)
+    write_csv(table, outputs / "correlations.csv")
+    write_table(table, outputs / "correlations.parquet")
+    write_text(stats.markdown_table(table, runs, args.diverged), outputs / "correlations.md")
+    if "kendall" in args.methods:
+        write_csv(stats.granulated_kendall(table), outputs / "granulated_kendall.csv")
+    write_csv(stats.iso_ratio(runs, args.outcomes, args.diverged), outputs / "iso_ratio.csv")
+    markdown, latex = stats.paper_tables(table, args.alpha)
+    write_text(markdown, Path(args.tables_dir) / "correlations.md")
+    write_text(latex, Path(args.tables_dir) / "correlations.tex")
     excluded = int(runs["diverged"].sum()) if args.diverged == "exclude" else 0
     print(f"wrote {len(table)} correlation rows; {excluded} diverged runs excluded")
 
@@ -129,9 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--outcomes", nargs="+", required=True)
     command.add_argument("--methods", nargs="+", default=["pearson", "spearman"])
     command.add_argument("--diverged", choices=["include", "exclude"], default="exclude")
-    command.add_argument("--csv", required=True)
-    command.add_argument("--parquet", required=True)
-    command.add_argument("--markdown", required=True)
+    command.add_argument("--alpha", type=float, default=0.05)
+    command.add_argument("--bootstrap-resamples", type=int, default=1000)
+    command.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    command.add_argument("--output-dir", default="results/stats")
+    command.add_argument("--tables-dir", default="results/tables")
     command.set_defaults(run=cmd_stats)
 
     command = commands.add_parser("figure", help="draw one figure of one scenario")

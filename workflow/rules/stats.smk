@@ -9,6 +9,14 @@ rule stats:
         ),
         parquet="results/stats/correlations.parquet",
         markdown="results/stats/correlations.md",
+        granulated_kendall="results/stats/granulated_kendall.csv",
+        iso_ratio=report(
+            "results/stats/iso_ratio.csv",
+            caption="../report/iso_ratio.rst",
+            category="Statistics",
+        ),
+        tables_markdown="results/tables/correlations.md",
+        tables_latex="results/tables/correlations.tex",
     log:
         "logs/stats.log",
     localrule: True
@@ -18,7 +26,11 @@ rule stats:
         outcomes=CONFIG["analysis"]["outcomes"],
         methods=CONFIG["analysis"]["methods"],
         diverged=CONFIG["analysis"]["diverged"],
+        alpha=CONFIG["analysis"]["alpha"],
+        bootstrap_resamples=CONFIG["analysis"]["bootstrap_resamples"],
+        seed=CONFIG["analysis"]["seed"],
     shell:
         "bslr stats --runs {input} --outcomes {params.outcomes} --methods {params.methods}"
-        " --diverged {params.diverged}"
-        " --csv {output.csv} --parquet {output.parquet} --markdown {output.markdown} > {log} 2>&1"
+        " --diverged {params.diverged} --alpha {params.alpha}"
+        " --bootstrap-resamples {params.bootstrap_resamples} --seed {params.seed}"
+        " --output-dir results/stats --tables-dir results/tables > {log} 2>&1"
