@@ -76,3 +76,16 @@ def tiny_workflow(tmp_path_factory) -> Path:
     config_path = write_config(workdir, tiny_config())
     snakemake(workdir, config_path, "--cores", "2")
     return workdir
+
+
+def exact_spearman(x, y):
+    """scipy's own exact permutation test of Spearman's rho, as the reference for small groups."""
+    import numpy as np
+    from scipy import stats
+
+    return stats.permutation_test(
+        (np.asarray(x, dtype=float),),
+        lambda permuted: stats.spearmanr(permuted, y).statistic,
+        permutation_type="pairings",
+        n_resamples=np.inf,
+    )

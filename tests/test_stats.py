@@ -4,6 +4,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from bslr.stats import CORRELATION_COLUMNS, correlate, correlations, markdown_table
+from conftest import exact_spearman
 
 
 def synthetic_runs(seed: int = 0) -> pd.DataFrame:
@@ -51,6 +52,8 @@ def test_every_row_equals_scipy():
             members = members[members["batch_size"] == int(row.group[3:])]
         test = {"pearson": scipy_stats.pearsonr, "spearman": scipy_stats.spearmanr, "kendall": scipy_stats.kendalltau}
         expected = test[row.method](members[row.x], members[row.outcome])
+        if row.method == "spearman" and len(members) <= 8:
+            expected = exact_spearman(members[row.x], members[row.outcome])
         assert row.statistic == pytest.approx(expected.statistic, abs=1e-12)
         assert row.p_value == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-300)
 
@@ -180,3 +183,11 @@ def test_paper_tables_state_the_prediction_and_summary():
     assert "| ratio | 12 | − |" in markdown and "| bs=16 | 3 | + |" in markdown
     assert "groups significant at 0.05 with the predicted sign" in markdown
     assert latex.count("\\begin{table}") == 2 and "\\toprule" in latex and "ratio & 12 & $-$" in latex
+
+
+def test_small_spearman_groups_get_exact_p_values():
+    # rho = 1 over three runs: 2 of the 3! = 6 pairings are as extreme, p = 1/3 (scipy's t approximation says 0)
+    rho, p_value = correlate([1, 2, 3], [0.1, 0.5, 0.9], "spearman")
+    assert rho == 1 and p_value == pytest.approx(1 / 3)
+    rho, p_value = correlate([1, 2, 3, 4, 5], [2, 1, 4, 3, 5], "spearman")
+    assert p_value == pytest.approx(exact_spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]).pvalue)

@@ -67,7 +67,7 @@ def cmd_stats(args: argparse.Namespace) -> None:
 
     runs = pd.read_parquet(args.runs)
     table = stats.correlations(runs, args.outcomes, args.methods, args.diverged)
-    table = stats.add_ratio_intervals(table, runs, args.bootstrap_resamples, args.seed, args.diverged)
+    table = stats.add_intervals(table, runs, args.bootstrap_resamples, args.seed, args.diverged)
     outputs = Path(args.output_dir)
     write_csv(table, outputs / "correlations.csv")
     write_table(table, outputs / "correlations.parquet")
@@ -85,18 +85,13 @@ def cmd_stats(args: argparse.Namespace) -> None:
 def cmd_figure(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from bslr.figures import FIGURES, draw
+    from bslr.figures import EXPERIMENT_FIGURES, FIGURES, draw
 
-    if args.name not in FIGURES:
-        raise ConfigError(f"unknown figure {args.name!r}; known figures: {', '.join(sorted(FIGURES))}")
-    draw(
-        args.name,
-        pd.read_parquet(args.runs),
-        (args.experiment, args.dataset, args.model),
-        json.loads(args.settings),
-        args.pdf,
-        args.png,
-    )
+    if args.name not in FIGURES and args.name not in EXPERIMENT_FIGURES:
+        known = ", ".join(sorted({*FIGURES, *EXPERIMENT_FIGURES}))
+        raise ConfigError(f"unknown figure {args.name!r}; known figures: {known}")
+    scenario = (args.experiment, args.dataset, args.model)
+    draw(args.name, pd.read_parquet(args.input), scenario, json.loads(args.settings), args.pdf, args.png)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,11 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     command.set_defaults(run=cmd_stats)
 
     command = commands.add_parser("figure", help="draw one figure of one scenario")
-    command.add_argument("name", help="acc_vs_batch_size, acc_vs_learning_rate, acc_vs_ratio or heatmap")
-    command.add_argument("--runs", required=True)
+    command.add_argument("name", help="a key of the config's `figures` section")
+    command.add_argument("--input", required=True, help="runs.parquet, epochs.parquet or correlations.parquet")
     command.add_argument("--experiment", required=True)
-    command.add_argument("--dataset", required=True)
-    command.add_argument("--model", required=True)
+    command.add_argument("--dataset", help="with --model: one scenario (omit both for experiment figures)")
+    command.add_argument("--model")
     command.add_argument("--settings", required=True, help="the figure's settings as JSON")
     command.add_argument("--pdf", required=True)
     command.add_argument("--png", required=True)

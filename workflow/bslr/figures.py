@@ -127,21 +127,154 @@ def heatmap(runs: pd.DataFrame, settings: dict[str, Any]) -> plt.Figure:
     return figure
 
 
+def heatmap_gap(runs: pd.DataFrame, settings: dict[str, Any]) -> plt.Figure:
+    """The heatmap of the generalization gap (train − test accuracy) over the grid."""
+    return heatmap(runs, settings)
+
+
+def _pick(values: np.ndarray, wanted: list | None) -> list:
+    """The configured values present in the data, or by default the smallest, middle and largest."""
+    values = np.sort(np.unique(values))
+    if wanted:
+        return [value for value in values if any(np.isclose(value, w) for w in wanted)]
+    return list(dict.fromkeys([values[0], values[len(values) // 2], values[-1]]))
+
+
+def training_curves(epochs: pd.DataFrame, settings: dict[str, Any]) -> plt.Figure:
+    """Test accuracy per epoch for a subset of runs: colour by learning rate, line style by batch size."""
+    batch_sizes = _pick(epochs["batch_size"].to_numpy(), settings["batch_sizes"])
+    rates = _pick(epochs["lr"].to_numpy(), settings["learning_rates"])
+    figure, axes = plt.subplots(figsize=(settings["width"], settings["height"]))
+    cmap = plt.get_cmap(settings["palette"])
+    norm = Normalize(min(rates), max(rates)) if len(rates) > 1 else Normalize(rates[0] - 1, rates[0] + 1)
+    styles = ["-", "--", ":", "-."]
+    for style_index, batch_size in enumerate(batch_sizes):
+        for lr in rates:
+            run = epochs[(epochs["batch_size"] == batch_size) & (epochs["lr"] == lr)]
+            curve = run.groupby("epoch", sort=True)[settings["metric"]].mean()
+            axes.plot(
+                curve.index,
+                curve.to_numpy(),
+                styles[style_index % len(styles)],
+                color=cmap(norm(lr)),
+                lw=1,
+                label=f"B={int(batch_size)}, η={format_lr(lr)}",
+            )
+    axes.legend(fontsize=5, ncol=len(batch_sizes), frameon=False)
+    axes.set(xlabel="epoch", ylabel=settings["metric"].replace("_", " "), title=_title(epochs))
+    return figure
+
+
 FIGURES: dict[str, Callable[[pd.DataFrame, dict[str, Any]], plt.Figure]] = {
     "acc_vs_batch_size": acc_vs_batch_size,
     "acc_vs_learning_rate": acc_vs_learning_rate,
     "acc_vs_ratio": acc_vs_ratio,
     "heatmap": heatmap,
+    "heatmap_gap": heatmap_gap,
+    "training_curves": training_curves,
+}
+
+
+def composite(runs: pd.DataFrame, settings: dict[str, Any]) -> plt.Figure:
+    """The paper's Figure 1 for one experiment: a row per scenario; accuracy against batch size (a curve
+    per learning rate) and against learning rate (a curve per batch size), each column on one colour
+    scale shared by all rows."""
+    scenarios = list(runs.groupby(["dataset", "model"], sort=True).groups)
+    figure, grid = plt.subplots(
+        len(scenarios),
+        2,
+        figsize=(settings["width"], settings["row_height"] * len(scenarios) + 0.8),
+        squeeze=False,
+        layout="constrained",
+    )
+    cmap = plt.get_cmap(settings["palette"])
+    scales = {
+        "lr": Normalize(runs["lr"].min(), runs["lr"].max()),
+        "batch_size": Normalize(runs["batch_size"].min(), runs["batch_size"].max()),
+    }
+    for row, (dataset, model) in enumerate(scenarios):
+        scenario = runs[(runs["dataset"] == dataset) & (runs["model"] == model)]
+        for column, (x, hue) in enumerate((("batch_size", "lr"), ("lr", "batch_size"))):
+            axes = grid[row, column]
+            for value in np.sort(scenario[hue].unique()):
+                points = scenario[scenario[hue] == value].groupby(x, sort=True)[settings["outcome"]].mean()
+                axes.plot(
+                    points.index, points.to_numpy(), marker="o", markersize=1.5, lw=0.8, color=cmap(scales[hue](value))
+                )
+            axes.set(xlabel=LABELS[x], ylabel=LABELS[settings["outcome"]] if column == 0 else "")
+            axes.set_title(f"{model} on {dataset}", fontsize=7)
+    for column, hue in enumerate(("lr", "batch_size")):
+        bar = figure.colorbar(
+            plt.cm.ScalarMappable(norm=scales[hue], cmap=cmap),
+            ax=grid[:, column],
+            location="top",
+            shrink=0.8,
+            aspect=30,
+        )
+        bar.set_label(LABELS[hue])
+    return figure
+
+
+def forest(table: pd.DataFrame, settings: dict[str, Any]) -> plt.Figure:
+    """Every group's correlation with its 95% interval, filled where significant after correction."""
+    rows = table[(table["method"] == settings["method"]) & (table["outcome"] == settings["outcome"])]
+    rows = rows[np.isfinite(rows["statistic"])].reset_index(drop=True)
+    significant = rows[f"p_{settings['correction']}"] < settings["alpha"]
+    figure, axes = plt.subplots(figsize=(settings["width"], max(2.0, 0.09 * len(rows) + 0.8)))
+    positions = np.arange(len(rows))[::-1]
+    for flag, colour, label in (
+        (True, "#0072B2", f"significant ({settings['correction']})"),
+        (False, "#999999", "not significant"),
+    ):
+        chosen = significant == flag
+        # a BCa interval need not contain the estimate: draw only the part on each side of it
+        low = (rows["statistic"] - rows["ci_low"]).where(np.isfinite(rows["ci_low"]), 0).clip(lower=0)
+        high = (rows["ci_high"] - rows["statistic"]).where(np.isfinite(rows["ci_high"]), 0).clip(lower=0)
+        axes.errorbar(
+            rows.loc[chosen, "statistic"],
+            positions[chosen],
+            xerr=[low[chosen], high[chosen]],
+            fmt="o",
+            markersize=2,
+            color=colour,
+            elinewidth=0.7,
+            label=label,
+        )
+    axes.axvline(0, color="black", lw=0.6)
+    labels = [f"{m}/{d} {g}" for m, d, g in zip(rows["model"], rows["dataset"], rows["group"], strict=True)]
+    axes.set_yticks(positions, labels, fontsize=4)
+    axes.set(xlabel=f"{settings['method']} correlation with {LABELS[settings['outcome']]}", xlim=(-1.05, 1.05))
+    axes.legend(fontsize=5, frameon=False, loc="lower right")
+    return figure
+
+
+EXPERIMENT_FIGURES: dict[str, Callable[[pd.DataFrame, dict[str, Any]], plt.Figure]] = {
+    "composite": composite,
+    "forest": forest,
+}
+
+# The table each figure is drawn from (default: the runs table).
+FIGURE_INPUTS = {
+    "training_curves": "results/aggregate/epochs.parquet",
+    "forest": "results/stats/correlations.parquet",
 }
 
 
 def draw(
-    name: str, runs: pd.DataFrame, scenario: tuple[str, str, str], settings: dict[str, Any], pdf: str, png: str
+    name: str,
+    table: pd.DataFrame,
+    scenario: tuple[str, str | None, str | None],
+    settings: dict[str, Any],
+    pdf: str,
+    png: str,
 ) -> None:
-    """Draw figure `name` for one (experiment, dataset, model) and write it as PDF and PNG."""
+    """Draw figure `name` for one experiment, or one (experiment, dataset, model), as PDF and PNG."""
     experiment, dataset, model = scenario
-    selected = runs[(runs["experiment"] == experiment) & (runs["dataset"] == dataset) & (runs["model"] == model)]
+    selected = table[table["experiment"] == experiment]
+    if dataset is not None:
+        selected = selected[(selected["dataset"] == dataset) & (selected["model"] == model)]
     if selected.empty:
-        raise ValueError(f"runs table has no runs of experiment {experiment}, dataset {dataset}, model {model}")
+        raise ValueError(f"table has no rows of experiment {experiment}, dataset {dataset}, model {model}")
     apply_style()
-    save(FIGURES[name](selected.reset_index(drop=True), settings), pdf, png, settings["dpi"])
+    function = FIGURES.get(name) or EXPERIMENT_FIGURES[name]
+    save(function(selected.reset_index(drop=True), settings), pdf, png, settings["dpi"])

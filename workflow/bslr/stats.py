@@ -5,7 +5,7 @@ Per scenario (experiment, model, dataset), as in He, Liu & Tao (2019), Section 5
 - within each fixed batch size, the outcome against learning rate (group `bs=16`, x `lr`);
 - over all runs, the outcome against the ratio batch size / learning rate (group `ratio`, x `ratio`).
 Each group is tested with every method (Pearson r, Spearman rho; scipy.stats) and reports n and the
-two-sided p-value. Groups of fewer than three runs, or with a constant variable, get NaN.
+two-sided p-value (Spearman's exact by permutation for up to 8 runs, else scipy's t approximation).
 Diverged runs (NaN or infinite loss) are dropped first under the policy `exclude`; `include` keeps them
 with the metrics of their last epoch.
 
@@ -15,7 +15,7 @@ Beyond the paper:
   hyperparameter axis, the mean Kendall tau between the ratio and the outcome over the groups in which
   only that axis varies; Psi is the mean over the axes.
 - 95% bootstrap confidence intervals (scipy.stats.bootstrap, paired resampling of runs, BCa, seeded)
-  for every ratio correlation.
+  for every ratio correlation; Fisher-z intervals for the smaller groups.
 - Multiple-testing correction within each family of tests (one experiment, outcome and method: all its
   scenarios and groups): Holm's step-down (Holm 1979) and Benjamini-Hochberg (1995,
   scipy.stats.false_discovery_control), next to the raw p-values.
@@ -25,6 +25,7 @@ Beyond the paper:
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -37,7 +38,7 @@ from bslr.errors import ConfigError
 
 SCENARIO = ["experiment", "model", "dataset"]
 CORRELATION_COLUMNS = SCENARIO + ["group", "x", "outcome", "method", "n", "statistic", "p_value"]
-EXTRA_COLUMNS = ["expected_sign", "p_holm", "p_bh", "ci_low", "ci_high"]
+EXTRA_COLUMNS = ["expected_sign", "p_holm", "p_bh", "ci_low", "ci_high", "ci_method"]
 
 METHODS: dict[str, Callable] = {
     "pearson": scipy_stats.pearsonr,
@@ -68,7 +69,26 @@ def correlate(x: Sequence[float], y: Sequence[float], method: str) -> tuple[floa
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = METHODS[method](x, y)
+    if method == "spearman" and len(x) <= EXACT_SPEARMAN_MAX_N:
+        return float(result.statistic), exact_spearman_p(x, y, float(result.statistic))
     return float(result.statistic), float(result.pvalue)
+
+
+# Up to this many runs, Spearman's p-value is exact (all n! pairings) rather than scipy's t approximation,
+# which is far too small for a handful of runs (rho = 1 over 3 runs has exact p = 1/3, not 0).
+# Kendall's tau is exact for small n in scipy already.
+EXACT_SPEARMAN_MAX_N = 8
+
+
+def exact_spearman_p(x: np.ndarray, y: np.ndarray, rho: float) -> float:
+    """Two-sided permutation p-value of Spearman's rho over every pairing of x with y."""
+    rank_x = scipy_stats.rankdata(x)
+    rank_x = (rank_x - rank_x.mean()) / np.linalg.norm(rank_x - rank_x.mean())
+    rank_y = scipy_stats.rankdata(y)
+    permuted = np.array(list(itertools.permutations(rank_y)))
+    permuted = permuted - permuted.mean(axis=1, keepdims=True)
+    rhos = permuted @ rank_x / np.linalg.norm(permuted, axis=1)
+    return float(np.mean(np.abs(rhos) >= abs(rho) - 1e-12))
 
 
 def groups(scenario_runs: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
@@ -164,22 +184,38 @@ def bootstrap_interval(
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def add_ratio_intervals(
-    table: pd.DataFrame, runs: pd.DataFrame, resamples: int, seed: int, diverged: str
-) -> pd.DataFrame:
-    """95% bootstrap intervals for the ratio rows (the paper's headline tests); NaN elsewhere."""
+# Variance of the Fisher z of each coefficient (Fieller, Hartley & Pearson 1957): 1/(n-3) for Pearson,
+# 1.06/(n-3) for Spearman, 0.437/(n-4) for Kendall.
+FISHER_VARIANCE = {"pearson": (1.0, 3), "spearman": (1.06, 3), "kendall": (0.437, 4)}
+
+
+def fisher_interval(statistic: float, n: int, method: str, level: float = 0.95) -> tuple[float, float]:
+    scale, offset = FISHER_VARIANCE[method]
+    if not np.isfinite(statistic) or n <= offset:
+        return float("nan"), float("nan")
+    z = np.arctanh(np.clip(statistic, -0.999999, 0.999999))
+    half = scipy_stats.norm.ppf(0.5 + level / 2) * np.sqrt(scale / (n - offset))
+    return float(np.tanh(z - half)), float(np.tanh(z + half))
+
+
+def add_intervals(table: pd.DataFrame, runs: pd.DataFrame, resamples: int, seed: int, diverged: str) -> pd.DataFrame:
+    """95% intervals: bootstrap (BCa) for the ratio rows, the paper's headline tests; Fisher z for the
+    smaller per-rate and per-size groups, where a bootstrap of a few runs is unreliable."""
     runs = apply_diverged_policy(runs, diverged) if "diverged" in runs else runs
-    table = table.assign(ci_low=np.nan, ci_high=np.nan)
-    for index, row in table[table["group"] == "ratio"].iterrows():
-        members = runs[
-            (runs["experiment"] == row["experiment"])
-            & (runs["model"] == row["model"])
-            & (runs["dataset"] == row["dataset"])
-        ]
-        low, high = bootstrap_interval(
-            members["ratio"].to_numpy(), members[row["outcome"]].to_numpy(), row["method"], resamples, seed
-        )
-        table.loc[index, ["ci_low", "ci_high"]] = [low, high]
+    table = table.assign(ci_low=np.nan, ci_high=np.nan, ci_method="")
+    for index, row in table.iterrows():
+        if row["group"] == "ratio":
+            members = runs[
+                (runs["experiment"] == row["experiment"])
+                & (runs["model"] == row["model"])
+                & (runs["dataset"] == row["dataset"])
+            ]
+            x, y = members["ratio"].to_numpy(), members[row["outcome"]].to_numpy()
+            interval, how = bootstrap_interval(x, y, row["method"], resamples, seed), "bootstrap"
+        else:
+            interval, how = fisher_interval(row["statistic"], row["n"], row["method"]), "fisher_z"
+        if np.isfinite(interval[0]):
+            table.loc[index, ["ci_low", "ci_high", "ci_method"]] = [interval[0], interval[1], how]
     return table
 
 

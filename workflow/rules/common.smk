@@ -19,7 +19,7 @@ from bslr.config import (
     validate_config,
 )
 from bslr.data import generated_path
-from bslr.figures import FIGURES
+from bslr.figures import EXPERIMENT_FIGURES, FIGURE_INPUTS, FIGURES
 
 try:
     CONFIG = validate_config(config)
@@ -111,4 +111,10 @@ def all_outputs() -> list[str]:
     ]
     for name in FIGURES:
         files += figure_files(name)
+    for name in EXPERIMENT_FIGURES:
+        files += [
+            f"results/figures/{experiment}/{name}.{extension}"
+            for experiment in CONFIG["experiments"]
+            for extension in ("pdf", "png")
+        ]
     return files
