@@ -191,3 +191,12 @@ def test_small_spearman_groups_get_exact_p_values():
     assert rho == 1 and p_value == pytest.approx(1 / 3)
     rho, p_value = correlate([1, 2, 3, 4, 5], [2, 1, 4, 3, 5], "spearman")
     assert p_value == pytest.approx(exact_spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]).pvalue)
+
+
+def test_several_seeds_are_tested_on_their_means():
+    runs = pd.concat([synthetic_runs(seed).assign(seed=seed) for seed in (0, 1)], ignore_index=True)
+    table = correlations(runs, ["final_test_acc"], ["pearson"])
+    ratio = table[(table["group"] == "ratio") & (table["model"] == "mlp")].iloc[0]
+    means = runs[runs["model"] == "mlp"].groupby(["batch_size", "lr"], as_index=False)["final_test_acc"].mean()
+    expected = scipy_stats.pearsonr(means["batch_size"] / means["lr"], means["final_test_acc"])
+    assert ratio["n"] == 12 and ratio["statistic"] == pytest.approx(expected.statistic)

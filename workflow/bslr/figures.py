@@ -177,12 +177,12 @@ FIGURES: dict[str, Callable[[pd.DataFrame, dict[str, Any]], plt.Figure]] = {
 
 def composite(runs: pd.DataFrame, settings: dict[str, Any]) -> plt.Figure:
     """The paper's Figure 1 for one experiment: a row per scenario; accuracy against batch size (a curve
-    per learning rate) and against learning rate (a curve per batch size), each column on one colour
-    scale shared by all rows."""
+    per learning rate), against learning rate (a curve per batch size), each column on one colour scale
+    shared by all rows, and against the ratio with Spearman's rho (over seed means) in each panel."""
     scenarios = list(runs.groupby(["dataset", "model"], sort=True).groups)
     figure, grid = plt.subplots(
         len(scenarios),
-        2,
+        3,
         figsize=(settings["width"], settings["row_height"] * len(scenarios) + 0.8),
         squeeze=False,
         layout="constrained",
@@ -203,6 +203,19 @@ def composite(runs: pd.DataFrame, settings: dict[str, Any]) -> plt.Figure:
                 )
             axes.set(xlabel=LABELS[x], ylabel=LABELS[settings["outcome"]] if column == 0 else "")
             axes.set_title(f"{model} on {dataset}", fontsize=7)
+        axes = grid[row, 2]
+        points = scenario.groupby(["batch_size", "lr"], as_index=False)[settings["outcome"]].mean()
+        axes.scatter(
+            points["batch_size"] / points["lr"],
+            points[settings["outcome"]],
+            s=4,
+            linewidths=0,
+            color=cmap(scales["batch_size"](points["batch_size"])),
+        )
+        axes.set_xscale("log")
+        rho, p_value = correlate(points["batch_size"] / points["lr"], points[settings["outcome"]], "spearman")
+        axes.set(xlabel=LABELS["ratio"])
+        axes.set_title(f"ρ = {rho:.2f}, p = {p_value:.1g}", fontsize=7)
     for column, hue in enumerate(("lr", "batch_size")):
         bar = figure.colorbar(
             plt.cm.ScalarMappable(norm=scales[hue], cmap=cmap),
@@ -248,9 +261,45 @@ def forest(table: pd.DataFrame, settings: dict[str, Any]) -> plt.Figure:
     return figure
 
 
+def iso_ratio(runs: pd.DataFrame, settings: dict[str, Any]) -> plt.Figure:
+    """Runs sharing a batch size / learning rate ratio, a panel per scenario: each set's runs on one
+    vertical line (coloured by batch size), so the spread within a set reads against the trend across."""
+    scenarios = list(runs.groupby(["dataset", "model"], sort=True).groups)
+    figure, grid = plt.subplots(
+        1,
+        len(scenarios),
+        figsize=(settings["width"] * len(scenarios), settings["height"]),
+        squeeze=False,
+        layout="constrained",
+    )
+    cmap = plt.get_cmap("viridis")
+    norm = Normalize(runs["batch_size"].min(), max(runs["batch_size"].max(), runs["batch_size"].min() + 1))
+    for axes, (dataset, model) in zip(grid[0], scenarios, strict=True):
+        scenario = runs[(runs["dataset"] == dataset) & (runs["model"] == model)]
+        key = scenario["ratio"].map(lambda value: float(f"{value:.9g}"))
+        shared = scenario[key.map(key.value_counts()) >= 2]
+        for _, members in shared.groupby(key[shared.index]):
+            axes.plot(members["ratio"], members[settings["outcome"]], color="#999999", lw=0.6, zorder=1)
+        axes.scatter(
+            shared["ratio"],
+            shared[settings["outcome"]],
+            c=shared["batch_size"],
+            cmap=cmap,
+            norm=norm,
+            s=8,
+            linewidths=0,
+            zorder=2,
+        )
+        axes.set_xscale("log")
+        axes.set(xlabel=LABELS["ratio"], ylabel=LABELS[settings["outcome"]], title=f"{model} on {dataset}")
+    figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=grid[0, -1]).set_label(LABELS["batch_size"])
+    return figure
+
+
 EXPERIMENT_FIGURES: dict[str, Callable[[pd.DataFrame, dict[str, Any]], plt.Figure]] = {
     "composite": composite,
     "forest": forest,
+    "iso_ratio": iso_ratio,
 }
 
 # The table each figure is drawn from (default: the runs table).

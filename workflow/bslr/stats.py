@@ -105,6 +105,16 @@ def apply_diverged_policy(runs: pd.DataFrame, policy: str) -> pd.DataFrame:
     return runs[~runs["diverged"].astype(bool)] if policy == "exclude" else runs
 
 
+def seed_means(runs: pd.DataFrame, outcomes: Sequence[str]) -> pd.DataFrame:
+    """With several seeds per grid point, test the seed means: one point per (batch size, learning rate),
+    so that n counts grid points, not runs that share a setting."""
+    keys = SCENARIO + ["batch_size", "lr"]
+    if not runs.duplicated(keys).any():
+        return runs
+    means = runs.groupby(keys, sort=True, as_index=False)[list(outcomes)].mean()
+    return means.assign(ratio=means["batch_size"] / means["lr"])
+
+
 def correlations(
     runs: pd.DataFrame, outcomes: Sequence[str], methods: Sequence[str], diverged: str = "exclude"
 ) -> pd.DataFrame:
@@ -114,6 +124,7 @@ def correlations(
         raise ConfigError(f"unknown correlation methods {unknown}; known: {', '.join(sorted(METHODS))}")
     if "diverged" in runs:
         runs = apply_diverged_policy(runs, diverged)
+    runs = seed_means(runs, outcomes)
     rows = []
     for (experiment, model, dataset), scenario_runs in runs.groupby(SCENARIO, sort=True):
         for group, x, members in groups(scenario_runs):

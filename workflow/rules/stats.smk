@@ -12,7 +12,7 @@ rule stats:
         granulated_kendall="results/stats/granulated_kendall.csv",
         iso_ratio=report(
             "results/stats/iso_ratio.csv",
-            caption="../report/iso_ratio.rst",
+            caption="../report/iso_ratio_table.rst",
             category="Statistics",
         ),
         tables_markdown="results/tables/correlations.md",
