@@ -200,3 +200,11 @@ def test_several_seeds_are_tested_on_their_means():
     means = runs[runs["model"] == "mlp"].groupby(["batch_size", "lr"], as_index=False)["final_test_acc"].mean()
     expected = scipy_stats.pearsonr(means["batch_size"] / means["lr"], means["final_test_acc"])
     assert ratio["n"] == 12 and ratio["statistic"] == pytest.approx(expected.statistic)
+
+
+def test_paper_tables_say_how_many_runs_diverged():
+    from bslr.stats import paper_tables
+
+    runs = synthetic_runs().assign(diverged=lambda frame: frame["lr"] == 0.15)
+    markdown, _ = paper_tables(correlations(runs, ["final_test_acc"], ["spearman"]), 0.05, runs, "exclude")
+    assert markdown.count("12 runs; 4 diverged, excluded from the tests (analysis.diverged: exclude).") == 2

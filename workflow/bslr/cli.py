@@ -75,7 +75,7 @@ def cmd_stats(args: argparse.Namespace) -> None:
     if "kendall" in args.methods:
         write_csv(stats.granulated_kendall(table), outputs / "granulated_kendall.csv")
     write_csv(stats.iso_ratio(runs, args.outcomes, args.diverged), outputs / "iso_ratio.csv")
-    markdown, latex = stats.paper_tables(table, args.alpha)
+    markdown, latex = stats.paper_tables(table, args.alpha, runs, args.diverged)
     write_text(markdown, Path(args.tables_dir) / "correlations.md")
     write_text(latex, Path(args.tables_dir) / "correlations.tex")
     excluded = int(runs["diverged"].sum()) if args.diverged == "exclude" else 0

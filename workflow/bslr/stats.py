@@ -297,19 +297,11 @@ def markdown_table(table: pd.DataFrame, runs: pd.DataFrame | None = None, diverg
     """
     lines = ["# Correlations of outcome with batch size, learning rate and their ratio", ""]
     for (experiment, model, dataset, outcome), part in table.groupby(SCENARIO + ["outcome"], sort=True):
-        if runs is not None:
-            scenario = runs[
-                (runs["experiment"] == experiment) & (runs["model"] == model) & (runs["dataset"] == dataset)
-            ]
-            count = int(scenario["diverged"].astype(bool).sum())
-            action = "excluded from" if diverged == "exclude" else "included in"
-            lines += [
-                f"{len(scenario)} runs; {count} diverged, {action} the tests (analysis.diverged: {diverged}).",
-                "",
-            ]
         methods = list(dict.fromkeys(part["method"]))
         header = ["group", "x", "n"] + [f"{method} {value}" for method in methods for value in ("statistic", "p")]
         lines += [f"## {experiment}: {model} on {dataset}, {outcome}", ""]
+        note = diverged_note(runs, (experiment, model, dataset), diverged)
+        lines += [note, ""] if note else []
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for (group, x), rows in part.groupby(["group", "x"], sort=False):
             by_method = rows.set_index("method")
@@ -340,7 +332,19 @@ def significance_summary(part: pd.DataFrame, alpha: float) -> str:
     return "; ".join(texts)
 
 
-def paper_tables(table: pd.DataFrame, alpha: float) -> tuple[str, str]:
+def diverged_note(runs: pd.DataFrame | None, scenario: tuple[str, str, str], policy: str) -> str:
+    if runs is None or "diverged" not in runs:
+        return ""
+    experiment, model, dataset = scenario
+    members = runs[(runs["experiment"] == experiment) & (runs["model"] == model) & (runs["dataset"] == dataset)]
+    count = int(members["diverged"].astype(bool).sum())
+    action = "excluded from" if policy == "exclude" else "included in"
+    return f"{len(members)} runs; {count} diverged, {action} the tests (analysis.diverged: {policy})."
+
+
+def paper_tables(
+    table: pd.DataFrame, alpha: float, runs: pd.DataFrame | None = None, diverged: str = "exclude"
+) -> tuple[str, str]:
     """The paper's tables, one per scenario and outcome, as Markdown and as LaTeX (booktabs)."""
     methods = list(dict.fromkeys(table["method"]))
     markdown = [
@@ -384,6 +388,7 @@ def paper_tables(table: pd.DataFrame, alpha: float) -> tuple[str, str]:
                 ).replace("–", "--")
                 + " \\\\"
             )
-        markdown += ["", significance_summary(part, alpha) + ".", ""]
+        note = diverged_note(runs, (experiment, model, dataset), diverged)
+        markdown += ["", significance_summary(part, alpha) + ". " + note, ""]
         latex += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
     return "\n".join(markdown), "\n".join(latex) + "\n"
