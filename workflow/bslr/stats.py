@@ -59,13 +59,22 @@ OUTCOME_DIRECTION = {
 }
 
 
-def correlate(x: Sequence[float], y: Sequence[float], method: str) -> tuple[float, float]:
-    """(statistic, two-sided p-value), NaN where the test is undefined."""
+def usable_pairs(x: Sequence[float], y: Sequence[float], minimum: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The finite (x, y) pairs, or None when fewer than `minimum` remain or either side is constant."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    if len(x) < minimum or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    return x, y
+
+
+def correlate(x: Sequence[float], y: Sequence[float], method: str) -> tuple[float, float]:
+    """(statistic, two-sided p-value), NaN where the test is undefined."""
+    pairs = usable_pairs(x, y, 3)
+    if pairs is None:
         return float("nan"), float("nan")
+    x, y = pairs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = METHODS[method](x, y)
@@ -174,12 +183,11 @@ def adjust_p_values(table: pd.DataFrame) -> pd.DataFrame:
 def bootstrap_interval(
     x: np.ndarray, y: np.ndarray, method: str, resamples: int, seed: int, level: float = 0.95
 ) -> tuple[float, float]:
-    """Percentile-corrected (BCa) bootstrap interval of a correlation, resampling (x, y) pairs."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
-    if len(x) < 4 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    """Bias-corrected and accelerated (BCa) bootstrap interval of a correlation, resampling (x, y) pairs."""
+    pairs = usable_pairs(x, y, 4)
+    if pairs is None:
         return float("nan"), float("nan")
+    x, y = pairs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = scipy_stats.bootstrap(
