@@ -144,8 +144,7 @@ def test_granulated_kendall_averages_tau_per_axis():
     from bslr.stats import granulated_kendall
 
     runs = synthetic_runs()
-    table = correlations(runs, ["final_test_acc"], ["kendall"])
-    psi = granulated_kendall(table).set_index("model").loc["mlp"]
+    psi = granulated_kendall(runs, ["final_test_acc"]).set_index("model").loc["mlp"]
     mlp = runs[runs["model"] == "mlp"]
     by_lr = [scipy_stats.kendalltau(g["batch_size"], g["final_test_acc"]).statistic for _, g in mlp.groupby("lr")]
     by_bs = [-scipy_stats.kendalltau(g["lr"], g["final_test_acc"]).statistic for _, g in mlp.groupby("batch_size")]

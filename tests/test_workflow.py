@@ -172,3 +172,14 @@ def test_report_bundles_every_figure_and_the_table(tiny_workflow):
     for figure in ALL_FIGURES:
         assert f"{figure}.png" in names
     assert "correlations.csv" in names
+
+
+def test_methods_without_kendall_still_write_every_statistics_output(tiny_workflow, tmp_path):
+    changed = tiny_config()
+    changed["analysis"] = {"methods": ["spearman"]}
+    config_path = write_config(tmp_path, changed)
+    snakemake(tiny_workflow, config_path, "--cores", "2", "results/stats/correlations.csv")
+    table = pd.read_csv(tiny_workflow / "results/stats/correlations.csv")
+    assert set(table["method"]) == {"spearman"}
+    assert len(pd.read_csv(tiny_workflow / "results/stats/granulated_kendall.csv")) == 3
+    snakemake(tiny_workflow, tiny_workflow / "config.yaml", "--cores", "2")  # back to the fixture's state

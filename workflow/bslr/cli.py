@@ -72,8 +72,7 @@ def cmd_stats(args: argparse.Namespace) -> None:
     write_csv(table, outputs / "correlations.csv")
     write_table(table, outputs / "correlations.parquet")
     write_text(stats.markdown_table(table, runs, args.diverged), outputs / "correlations.md")
-    if "kendall" in args.methods:
-        write_csv(stats.granulated_kendall(table), outputs / "granulated_kendall.csv")
+    write_csv(stats.granulated_kendall(runs, args.outcomes, args.diverged), outputs / "granulated_kendall.csv")
     write_csv(stats.iso_ratio(runs, args.outcomes, args.diverged), outputs / "iso_ratio.csv")
     markdown, latex = stats.paper_tables(table, args.alpha, runs, args.diverged)
     write_text(markdown, Path(args.tables_dir) / "correlations.md")

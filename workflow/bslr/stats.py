@@ -238,7 +238,7 @@ def add_intervals(table: pd.DataFrame, runs: pd.DataFrame, resamples: int, seed:
     return table
 
 
-def granulated_kendall(table: pd.DataFrame) -> pd.DataFrame:
+def granulated_kendall(runs: pd.DataFrame, outcomes: Sequence[str], diverged: str = "exclude") -> pd.DataFrame:
     """Jiang et al. 2019's granulated Kendall coefficient of the ratio as a predictor of each outcome.
 
     psi_batch_size: mean tau(ratio, outcome) over the groups with a fixed learning rate (only the batch
@@ -246,7 +246,7 @@ def granulated_kendall(table: pd.DataFrame) -> pd.DataFrame:
     with a fixed batch size (the ratio falls as the learning rate rises, so tau(ratio, y) = -tau(lr, y));
     psi: their mean. Negative values mean the ratio predicts lower accuracy, as the paper claims.
     """
-    kendall = table[table["method"] == "kendall"]
+    kendall = correlations(runs, outcomes, ["kendall"], diverged)
     rows = []
     for (experiment, model, dataset, outcome), part in kendall.groupby(SCENARIO + ["outcome"], sort=True):
         psi_batch_size = part.loc[part["x"] == "batch_size", "statistic"].mean()
