@@ -29,8 +29,10 @@ rule stats:
         alpha=CONFIG["analysis"]["alpha"],
         bootstrap_resamples=CONFIG["analysis"]["bootstrap_resamples"],
         seed=CONFIG["analysis"]["seed"],
+        stats_dir=lambda wildcards, output: os.path.dirname(output.csv),
+        tables_dir=lambda wildcards, output: os.path.dirname(output.tables_latex),
     shell:
         "bslr stats --runs {input} --outcomes {params.outcomes} --methods {params.methods}"
         " --diverged {params.diverged} --alpha {params.alpha}"
         " --bootstrap-resamples {params.bootstrap_resamples} --seed {params.seed}"
-        " --output-dir results/stats --tables-dir results/tables > {log} 2>&1"
+        " --output-dir {params.stats_dir} --tables-dir {params.tables_dir} > {log} 2>&1"
