@@ -61,6 +61,11 @@ def test_defaults_are_filled_and_threads_stay_out_of_the_protocol():
         "runtime": "auto",
         "keep_checkpoints": False,
         "deterministic": False,
+        "precision": "fp32",
+        "tf32": True,
+        "channels_last": "auto",
+        "compile": False,
+        "pack_learning_rates": False,
     }
     assert config["figures"]["heatmap"]["dpi"] == 60  # the user's value survives
     assert config["figures"]["acc_vs_ratio"]["dpi"] == 200
@@ -76,8 +81,11 @@ def test_defaults_are_filled_and_threads_stay_out_of_the_protocol():
         "runtime",
         "keep_checkpoints",
         "deterministic",
+        "pack_learning_rates",
     }
     assert not execution & set(settings)
+    # the engine options change a GPU run's arithmetic: they are part of its settings
+    assert {"precision", "tf32", "channels_last", "compile"} <= set(settings)
     assert settings["mlp_hidden"] == [100, 100]
     assert settings["lr"] == 0.05 and settings["epochs"] == 2 and settings["momentum"] == 0.0
 

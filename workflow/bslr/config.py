@@ -33,6 +33,7 @@ NON_PROTOCOL_KEYS = (
     "runtime",
     "keep_checkpoints",
     "deterministic",
+    "pack_learning_rates",
 )
 
 GRID_KEYS = ("models", "datasets", "batch_sizes", "learning_rates", "seeds", "epochs")

@@ -8,6 +8,7 @@ differ only in batch size or learning rate start from the same weights.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -16,6 +17,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,27 +29,33 @@ import torch.nn.functional as F
 import bslr
 from bslr import checkpoint
 from bslr.data import DATASETS, LoaderData, MemoryData, load_dataset
+from bslr.engine import (
+    Engine,
+    autocast,
+    claim_gpu,
+    configure_backends,
+    prepare_model,
+    resolve_device,
+    resolve_engine,
+    sgd,
+    to_layout,
+)
 from bslr.errors import Interrupted, OutOfMemory
 from bslr.models import build_model
 from bslr.storage import RUN_COLUMNS, write_table
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("training.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
-    return torch.device(name)
-
-
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, data: MemoryData | LoaderData, split: str, batch_size: int) -> tuple[float, float]:
+def evaluate(
+    model: torch.nn.Module, data: MemoryData | LoaderData, split: str, batch_size: int, engine: Engine
+) -> tuple[float, float]:
     """Mean cross-entropy and accuracy over a whole split, in large batches."""
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=next(model.parameters()).device)
     correct = torch.zeros((), dtype=torch.int64, device=loss_sum.device)
     for inputs, labels in data.eval_batches(split, batch_size):
-        logits = model(inputs).float()
+        with autocast(engine):
+            logits = model(to_layout(inputs, engine)).float()
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
         correct += (logits.argmax(dim=1) == labels).sum()
     return loss_sum.item() / data.size(split), correct.item() / data.size(split)
@@ -55,17 +63,23 @@ def evaluate(model: torch.nn.Module, data: MemoryData | LoaderData, split: str, 
 
 def train_epoch(
     model: torch.nn.Module,
+    forward: Callable[[torch.Tensor], torch.Tensor],
     optimizer: torch.optim.Optimizer,
     data: MemoryData | LoaderData,
     batch_size: int,
     order_generator: torch.Generator,
+    engine: Engine,
     start_step: int = 0,
     stop: StopRequest | None = None,
 ) -> int | None:
-    """One epoch of SGD from `start_step`. Returns None when done, or the steps done if a stop was asked."""
+    """One epoch of SGD from `start_step`. Returns None when done, or the steps done if a stop was asked.
+
+    `forward` is the model itself, or its compiled form.
+    """
     model.train()
     for step, (inputs, labels) in enumerate(data.train_batches(batch_size, order_generator, start_step), start_step):
-        loss = F.cross_entropy(model(inputs), labels)
+        with autocast(engine):
+            loss = F.cross_entropy(forward(to_layout(inputs, engine)), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -113,19 +127,26 @@ class StopRequest:
         self.signal_name = signal.Signals(signum).name
 
 
-def train_run(settings: dict[str, Any], options: RunOptions = RunOptions()) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Train one run to its last epoch (or until its loss diverges) and return its epochs and metadata.
-
-    With a checkpoint path, the run resumes from the last finished epoch found there and saves after
-    every epoch, so a killed job loses at most one epoch and ends with the same metrics.
-    """
+@contextlib.contextmanager
+def training_device(settings: dict[str, Any], options: RunOptions) -> Iterator[torch.device]:
+    """The device a job trains on, set up for it: CPU threads, a claimed GPU (see `claim_gpu`),
+    cuDNN autotuning for the fixed batch shapes, or deterministic kernels when asked."""
     torch.set_num_threads(options.threads)
     device = resolve_device(settings["device"])
-    if device.type == "cuda" and options.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-    data = load_dataset(
+    if device.type != "cuda":
+        yield device
+        return
+    with claim_gpu() as index:
+        torch.cuda.set_device(index)
+        if options.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = not options.deterministic
+        yield torch.device("cuda", index)
+
+
+def load_training_data(settings: dict[str, Any], device: torch.device, options: RunOptions) -> MemoryData | LoaderData:
+    return load_dataset(
         settings["dataset"],
         settings["data_root"],
         settings["download"],
@@ -134,16 +155,33 @@ def train_run(settings: dict[str, Any], options: RunOptions = RunOptions()) -> t
         seed=settings["seed"],
         workers=options.workers,
     )
-    spec = DATASETS[settings["dataset"]]
 
+
+def initial_model(settings: dict[str, Any], device: torch.device) -> torch.nn.Module:
+    """The seeded initial weights: the same for every batch size and learning rate of a seed."""
+    spec = DATASETS[settings["dataset"]]
     torch.manual_seed(settings["seed"])
-    model = build_model(settings["model"], spec.input_shape, spec.num_classes, settings["mlp_hidden"]).to(device)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=settings["lr"],
-        momentum=settings["momentum"],
-        weight_decay=settings["weight_decay"],
-    )
+    return build_model(settings["model"], spec.input_shape, spec.num_classes, settings["mlp_hidden"]).to(device)
+
+
+def train_run(settings: dict[str, Any], options: RunOptions = RunOptions()) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Train one run to its last epoch (or until its loss diverges) and return its epochs and metadata.
+
+    With a checkpoint path, the run resumes from the last finished epoch found there and saves after
+    every epoch, so a killed job loses at most one epoch and ends with the same metrics.
+    """
+    with training_device(settings, options) as device:
+        return _train_run(settings, options, device)
+
+
+def _train_run(
+    settings: dict[str, Any], options: RunOptions, device: torch.device
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    data = load_training_data(settings, device, options)
+    engine = resolve_engine(settings, device, len(DATASETS[settings["dataset"]].input_shape))
+    configure_backends(engine)
+    model, forward = prepare_model(initial_model(settings, device), engine)
+    optimizer = sgd(model.parameters(), settings, engine)
     generators = {
         "order": torch.Generator().manual_seed(settings["seed"]),
         "augment": getattr(data, "augment_generator", None),
@@ -184,15 +222,15 @@ def train_run(settings: dict[str, Any], options: RunOptions = RunOptions()) -> t
             started = time.perf_counter()
             order_state = generators["order"].get_state()  # before the epoch draws its permutation
             stopped_at = train_epoch(
-                model, optimizer, data, settings["batch_size"], generators["order"], start_step, stop
+                model, forward, optimizer, data, settings["batch_size"], generators["order"], engine, start_step, stop
             )
             if stopped_at is not None:
                 if options.checkpoint and isinstance(data, MemoryData):
                     seconds = epoch_seconds + time.perf_counter() - started
                     save_checkpoint({"step": stopped_at, "order_state": order_state, "seconds": seconds})
                 raise Interrupted(f"received signal {stop.signal_name} in epoch {epoch}")
-            train_loss, train_acc = evaluate(model, data, "train", options.eval_batch_size)
-            test_loss, test_acc = evaluate(model, data, "test", options.eval_batch_size)
+            train_loss, train_acc = evaluate(model, data, "train", options.eval_batch_size, engine)
+            test_loss, test_acc = evaluate(model, data, "test", options.eval_batch_size, engine)
             rows.append(
                 dict(
                     epoch=epoch,
@@ -218,6 +256,7 @@ def train_run(settings: dict[str, Any], options: RunOptions = RunOptions()) -> t
             signal.signal(sig, handler)
 
     metadata = provenance(settings, device, options.threads)
+    metadata["engine"] = engine.metadata()
     metadata["diverged"] = json.dumps(diverged_epoch is not None)
     metadata["diverged_epoch"] = json.dumps(diverged_epoch)
     metadata["resumed"] = json.dumps(state is not None)
