@@ -42,9 +42,17 @@ def cmd_train(args: argparse.Namespace) -> None:
         keep_checkpoint=args.keep_checkpoint,
         deterministic=args.deterministic,
     )
-    frame = train_to_file(json.loads(args.settings), args.output, options)
-    last = frame.iloc[-1]
-    print(f"wrote {args.output}: {len(frame)} epochs, final test accuracy {last['test_acc']:.4f}")
+    settings = json.loads(args.settings)
+    if isinstance(settings, dict) and len(args.output) == 1:
+        frames = [train_to_file(settings, args.output[0], options)]
+    else:  # a list of runs that differ only in lr: one vectorised job
+        from bslr.packed import train_packed_to_files
+
+        group = settings if isinstance(settings, list) else [settings]
+        frames = train_packed_to_files(group, args.output, options)
+    for frame, output in zip(frames, args.output, strict=True):
+        last = frame.iloc[-1]
+        print(f"wrote {output}: {len(frame)} epochs, final test accuracy {last['test_acc']:.4f}")
 
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
@@ -111,9 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--seed", type=int, default=42)
     command.set_defaults(run=cmd_prepare_data)
 
-    command = commands.add_parser("train", help="train one run and write its per-run Parquet")
-    command.add_argument("--settings", required=True, help="the run's resolved settings as JSON")
-    command.add_argument("--output", required=True)
+    command = commands.add_parser("train", help="train one run (or a pack of runs) and write per-run Parquets")
+    command.add_argument(
+        "--settings",
+        required=True,
+        help="the run's resolved settings as JSON; a JSON list of runs differing only in lr trains them packed",
+    )
+    command.add_argument("--output", required=True, nargs="+", help="one per-run Parquet per run, in order")
     command.add_argument("--threads", type=int, default=1)
     command.add_argument("--eval-batch-size", type=int, default=1000)
     command.add_argument("--workers", type=int, default=8, help="DataLoader workers for on-disk data sets")

@@ -220,16 +220,29 @@ MEMORY_MB = {"mnist1d": 2000, "mnist": 4000, "cifar10": 8000, "cifar100": 8000, 
 
 
 def job_resources(config: dict[str, Any], experiment: str, model: str, dataset: str) -> dict[str, int]:
-    """Resources of one training job: `gpu` count, `mem_mb`, `runtime` (minutes), from config or auto."""
+    """Resources of one training job: `gpu` count, `gpu_slots`, `mem_mb`, `runtime` (minutes).
+
+    `gpu_slots` is 1 for a job on a GPU: `snakemake --resources gpu_slots=4` runs four jobs per GPU
+    (see docs/performance.md). A packed job (all learning rates at once) gets the time of half its runs.
+    """
     settings = training_settings(config, experiment)
     epochs = config["experiments"][experiment]["epochs"]
     wants_gpu = dataset != "mnist1d" and settings["device"] != "cpu"
-    runtime = math.ceil(epochs * MINUTES_PER_EPOCH[dataset] * MODEL_COST.get(model, 1.0) * 1.5) + 10
+    runs = len(config["experiments"][experiment]["learning_rates"]) if settings["pack_learning_rates"] else 1
+    per_run = epochs * MINUTES_PER_EPOCH[dataset] * MODEL_COST.get(model, 1.0) * 1.5
+    runtime = math.ceil(per_run * max(1.0, runs / 2)) + 10
+    gpu = int(wants_gpu) if settings["gpus"] == "auto" else settings["gpus"]
     return {
-        "gpu": int(wants_gpu) if settings["gpus"] == "auto" else settings["gpus"],
+        "gpu": gpu,
+        "gpu_slots": int(gpu > 0),
         "mem_mb": MEMORY_MB[dataset] if settings["mem_mb"] == "auto" else settings["mem_mb"],
         "runtime": runtime if settings["runtime"] == "auto" else settings["runtime"],
     }
+
+
+def packed_experiments(config: dict[str, Any]) -> list[str]:
+    """Experiments whose learning rates are trained together (training.pack_learning_rates)."""
+    return [name for name in config["experiments"] if training_settings(config, name)["pack_learning_rates"]]
 
 
 def expand_grid(config: dict[str, Any]) -> list[Run]:

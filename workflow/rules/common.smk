@@ -13,7 +13,9 @@ from bslr.config import (
     ConfigError,
     Run,
     expand_grid,
+    format_lr,
     job_resources,
+    packed_experiments,
     run_settings,
     scenarios,
     training_settings,
@@ -28,6 +30,12 @@ except ConfigError as error:
     sys.exit(f"invalid configuration: {error}")
 
 RUNS = expand_grid(CONFIG)
+PACKED_EXPERIMENTS = packed_experiments(CONFIG)
+# The per-run `train` rule makes the files of every other experiment ("(?!)" matches nothing).
+UNPACKED_EXPERIMENTS = (
+    "|".join(name for name in CONFIG["experiments"] if name not in PACKED_EXPERIMENTS)
+    or "(?!)"
+)
 
 
 wildcard_constraints:
@@ -54,6 +62,42 @@ def run_of(wildcards) -> Run:
 def run_settings_json(wildcards) -> str:
     """The run's protocol as JSON: its rule params, so a protocol change re-trains it."""
     return json.dumps(run_settings(CONFIG, run_of(wildcards)), sort_keys=True)
+
+
+def packed_outputs(experiment: str) -> list[str]:
+    """Per-run files a packed job writes: one per learning rate, other wildcards left open."""
+    return [
+        "results/runs/{experiment}/{dataset}/{model}/bs{batch_size}_lr"
+        + format_lr(lr)
+        + "_seed{seed}.parquet"
+        for lr in CONFIG["experiments"][experiment]["learning_rates"]
+    ]
+
+
+def packed_settings_json(wildcards) -> str:
+    """The protocols of a packed job's runs, in the order of its outputs: a JSON list."""
+    runs = [
+        run_settings(
+            CONFIG,
+            Run(
+                wildcards.experiment,
+                wildcards.model,
+                wildcards.dataset,
+                int(wildcards.batch_size),
+                lr,
+                int(wildcards.seed),
+            ),
+        )
+        for lr in CONFIG["experiments"][wildcards.experiment]["learning_rates"]
+    ]
+    return json.dumps(runs, sort_keys=True)
+
+
+def packed_checkpoint_path(wildcards) -> str:
+    return (
+        f"results/checkpoints/{wildcards.experiment}/{wildcards.dataset}/{wildcards.model}/"
+        f"bs{wildcards.batch_size}_seed{wildcards.seed}_packed.pt"
+    )
 
 
 def training_option(key):

@@ -1,3 +1,4 @@
+# One job per run, unless the experiment packs its learning rates (training.pack_learning_rates).
 rule train:
     input:
         training_data,
@@ -7,11 +8,14 @@ rule train:
         "logs/train/{experiment}/{dataset}/{model}/bs{batch_size}_lr{lr}_seed{seed}.log",
     benchmark:
         "results/benchmarks/train/{experiment}/{dataset}/{model}/bs{batch_size}_lr{lr}_seed{seed}.tsv"
+    wildcard_constraints:
+        experiment=UNPACKED_EXPERIMENTS,
     conda:
         "../../envs/train.yaml"
     threads: training_option("threads")
     resources:
         gpu=job_resource("gpu"),
+        gpu_slots=job_resource("gpu_slots"),
         mem_mb=job_resource("mem_mb"),
         runtime=job_resource("runtime"),
     params:
@@ -24,3 +28,40 @@ rule train:
         "bslr train --settings {params.settings:q} --output {output:q} --threads {threads}"
         " --eval-batch-size {params.eval_batch_size} --workers {params.workers}"
         " --checkpoint {params.checkpoint:q} {params.flags} > {log:q} 2>&1"
+
+
+# One job per (model, data set, batch size, seed) that trains all learning rates at once (bslr.packed)
+# and writes the same per-run files.
+for packed_experiment in PACKED_EXPERIMENTS:
+
+    rule:
+        name:
+            f"train_packed_{packed_experiment}"
+        input:
+            training_data,
+        output:
+            packed_outputs(packed_experiment),
+        log:
+            "logs/train/{experiment}/{dataset}/{model}/bs{batch_size}_seed{seed}_packed.log",
+        benchmark:
+            "results/benchmarks/train/{experiment}/{dataset}/{model}/bs{batch_size}_seed{seed}_packed.tsv"
+        wildcard_constraints:
+            experiment=packed_experiment,
+        conda:
+            "../../envs/train.yaml"
+        threads: training_option("threads")
+        resources:
+            gpu=job_resource("gpu"),
+            gpu_slots=job_resource("gpu_slots"),
+            mem_mb=job_resource("mem_mb"),
+            runtime=job_resource("runtime"),
+        params:
+            settings=packed_settings_json,
+            eval_batch_size=training_option("eval_batch_size"),
+            workers=training_option("workers"),
+            checkpoint=packed_checkpoint_path,
+            flags=training_flags,
+        shell:
+            "bslr train --settings {params.settings:q} --output {output:q} --threads {threads}"
+            " --eval-batch-size {params.eval_batch_size} --workers {params.workers}"
+            " --checkpoint {params.checkpoint:q} {params.flags} > {log:q} 2>&1"
