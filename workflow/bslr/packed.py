@@ -62,8 +62,9 @@ class StackedModels:
             model = model.to(memory_format=torch.channels_last)
         self.params, self.buffers = stack_module_state([model] * len(lrs))
         self.skeleton = copy.deepcopy(model).to("meta")  # structure only; weights come from the stacks
-        device = next(iter(self.params.values())).device
-        self.lr = torch.tensor(lrs, dtype=torch.float32, device=device)
+        weight = next(iter(self.params.values()))
+        self.lr = torch.tensor(lrs, dtype=weight.dtype, device=weight.device)
+        device = weight.device
         self.active = torch.ones(len(lrs), dtype=torch.bool, device=device)
         self.momentum, self.weight_decay = settings["momentum"], settings["weight_decay"]
         self.velocity: dict[str, torch.Tensor] = {}
