@@ -118,6 +118,11 @@ def test_protocol_change_retrains_and_new_learning_rates_train_alone(tiny_workfl
     changed["training"] = {"threads": 2}  # speed only: nothing to re-train
     assert planned_jobs(tiny_workflow, write_config(tmp_path, changed)) == {}
 
+    # execution options (say, a smaller evaluation batch after running out of GPU memory) rewrite the
+    # experiment's options file, which training jobs read but are never re-run for
+    changed["training"] = {"eval_batch_size": 500, "workers": 2, "keep_checkpoints": True, "deterministic": True}
+    assert planned_jobs(tiny_workflow, write_config(tmp_path, changed)) == {"execution_options": 1}
+
     changed = tiny_config(momentum=0.9)
     assert planned_jobs(tiny_workflow, write_config(tmp_path, changed))["train"] == 9
 

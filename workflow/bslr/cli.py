@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -31,6 +32,28 @@ def cmd_prepare_data(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def cmd_execution_options(args: argparse.Namespace) -> None:
+    from bslr.config import EXECUTION_KEYS
+    from bslr.storage import write_text
+
+    options = json.loads(args.options)
+    unknown = sorted(set(options) - set(EXECUTION_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown execution options {unknown}; known: {', '.join(EXECUTION_KEYS)}")
+    write_text(json.dumps(options, sort_keys=True, indent=1) + "\n", args.output)
+    print(f"wrote {args.output}: {options}")
+
+
+def read_execution_options(path: str) -> dict:
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as error:
+        raise ConfigError(
+            f"execution options file {path} is unreadable ({error}); delete it and re-run snakemake to rewrite it"
+        ) from error
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from bslr.train import RunOptions, train_to_file
 
@@ -42,6 +65,15 @@ def cmd_train(args: argparse.Namespace) -> None:
         keep_checkpoint=args.keep_checkpoint,
         deterministic=args.deterministic,
     )
+    if args.execution:  # the workflow's per-experiment options file (see workflow/rules/train.smk)
+        execution = read_execution_options(args.execution)
+        options = dataclasses.replace(
+            options,
+            eval_batch_size=execution["eval_batch_size"],
+            workers=execution["workers"],
+            keep_checkpoint=execution["keep_checkpoints"],
+            deterministic=execution["deterministic"],
+        )
     settings = json.loads(args.settings)
     if isinstance(settings, dict) and len(args.output) == 1:
         frames = [train_to_file(settings, args.output[0], options)]
@@ -132,7 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--checkpoint", help="resume from and save to this file after every epoch")
     command.add_argument("--keep-checkpoint", action="store_true", help="keep the checkpoint after the run")
     command.add_argument("--deterministic", action="store_true", help="deterministic CUDA kernels")
+    command.add_argument("--execution", help="a JSON file of execution options, in place of the four above")
     command.set_defaults(run=cmd_train)
+
+    command = commands.add_parser("execution-options", help="write an experiment's execution options file")
+    command.add_argument("--options", required=True, help="JSON object with keys of bslr.config.EXECUTION_KEYS")
+    command.add_argument("--output", required=True)
+    command.set_defaults(run=cmd_execution_options)
 
     command = commands.add_parser("aggregate", help="per-run Parquet files into runs and epochs tables")
     command.add_argument("run_files", nargs="*")

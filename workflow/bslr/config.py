@@ -36,6 +36,11 @@ NON_PROTOCOL_KEYS = (
     "pack_learning_rates",
 )
 
+# Execution options a training job reads from results/execution/{experiment}.json at its start: an input
+# marked ancient, so that changing them (a smaller evaluation batch after an out-of-memory error) re-runs
+# no training job. The other non-protocol keys reach Snakemake as threads or resources.
+EXECUTION_KEYS = ("eval_batch_size", "workers", "keep_checkpoints", "deterministic")
+
 GRID_KEYS = ("models", "datasets", "batch_sizes", "learning_rates", "seeds", "epochs")
 
 

@@ -10,6 +10,7 @@ except ImportError:
     )
 
 from bslr.config import (
+    EXECUTION_KEYS,
     ConfigError,
     Run,
     expand_grid,
@@ -114,13 +115,15 @@ def checkpoint_path(wildcards) -> str:
     )
 
 
-def training_flags(wildcards) -> str:
+def execution_options_json(wildcards) -> str:
+    """How an experiment's training jobs run (never what they compute), as JSON for its options file."""
     settings = training_settings(CONFIG, wildcards.experiment)
-    flags = {
-        "--keep-checkpoint": settings["keep_checkpoints"],
-        "--deterministic": settings["deterministic"],
-    }
-    return " ".join(flag for flag, wanted in flags.items() if wanted)
+    return json.dumps({key: settings[key] for key in EXECUTION_KEYS}, sort_keys=True)
+
+
+def execution_file(wildcards):
+    """The experiment's execution options, an input marked ancient: rewriting it re-trains nothing."""
+    return ancient(f"results/execution/{wildcards.experiment}.json")
 
 
 def job_resource(key):

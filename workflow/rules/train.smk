@@ -1,7 +1,24 @@
+# Each experiment's execution options (evaluation batch size, DataLoader workers, checkpoint and
+# determinism switches): rewritten when they change, read by its training jobs, never re-training them.
+rule execution_options:
+    output:
+        "results/execution/{experiment}.json",
+    log:
+        "logs/execution/{experiment}.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        options=execution_options_json,
+    shell:
+        "bslr execution-options --options {params.options:q} --output {output:q} > {log:q} 2>&1"
+
+
 # One job per run, unless the experiment packs its learning rates (training.pack_learning_rates).
 rule train:
     input:
         training_data,
+        execution=execution_file,
     output:
         "results/runs/{experiment}/{dataset}/{model}/bs{batch_size}_lr{lr}_seed{seed}.parquet",
     log:
@@ -20,14 +37,10 @@ rule train:
         runtime=job_resource("runtime"),
     params:
         settings=run_settings_json,
-        eval_batch_size=training_option("eval_batch_size"),
-        workers=training_option("workers"),
         checkpoint=checkpoint_path,
-        flags=training_flags,
     shell:
         "bslr train --settings {params.settings:q} --output {output:q} --threads {threads}"
-        " --eval-batch-size {params.eval_batch_size} --workers {params.workers}"
-        " --checkpoint {params.checkpoint:q} {params.flags} > {log:q} 2>&1"
+        " --execution {input.execution:q} --checkpoint {params.checkpoint:q} > {log:q} 2>&1"
 
 
 # One job per (model, data set, batch size, seed) that trains all learning rates at once (bslr.packed)
@@ -39,6 +52,7 @@ for packed_experiment in PACKED_EXPERIMENTS:
             f"train_packed_{packed_experiment}"
         input:
             training_data,
+            execution=execution_file,
         output:
             packed_outputs(packed_experiment),
         log:
@@ -57,11 +71,7 @@ for packed_experiment in PACKED_EXPERIMENTS:
             runtime=job_resource("runtime"),
         params:
             settings=packed_settings_json,
-            eval_batch_size=training_option("eval_batch_size"),
-            workers=training_option("workers"),
             checkpoint=packed_checkpoint_path,
-            flags=training_flags,
         shell:
             "bslr train --settings {params.settings:q} --output {output:q} --threads {threads}"
-            " --eval-batch-size {params.eval_batch_size} --workers {params.workers}"
-            " --checkpoint {params.checkpoint:q} {params.flags} > {log:q} 2>&1"
+            " --execution {input.execution:q} --checkpoint {params.checkpoint:q} > {log:q} 2>&1"
