@@ -47,8 +47,9 @@ EXTRA_COLUMNS = ["runs", "options", "train_images_per_s", "epoch_images", "train
 MNIST1D_SETTINGS = [(model, "mnist1d", bs) for model in ("mlp", "cnn1d") for bs in (16, 64, 256)]
 CIFAR_SETTINGS = [(model, "cifar10", bs) for model in ("resnet110", "vgg19") for bs in (16, 128, 320)]
 TEST_SIZE = {"mnist1d": 1000, "mnist": 10000, "cifar10": 10000, "cifar100": 10000, "imagenet": 50000}
-# bf16 dense peak as measured on an H200 (the issue's figure); fp32 with TF32 reaches about half of it
-PEAK_TFLOPS = {"bf16": 790.0, "fp32": 395.0}
+# Dense peaks of an H200 as measured (bf16; fp32 runs on TF32 tensor cores at about half of it): the
+# FLOP floor of a grid is its training FLOPs at this rate. Other devices need --peak-tflops.
+H200_PEAK_TFLOPS = {"bf16": 790.0, "fp32": 395.0}
 
 
 def synchronize(device: torch.device) -> None:
@@ -315,7 +316,12 @@ def train_flop_per_image(model_name: str, dataset: str) -> float:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    model = platform.machine()
+    with contextlib.suppress(OSError):
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+        model = names[0] if names else model
+    return f"cpu ({model}, {torch.get_num_threads()} threads)"
 
 
 def measure_setting(args: argparse.Namespace, model: str, dataset: str, batch_size: int) -> list[dict[str, Any]]:
@@ -381,7 +387,14 @@ def measure_slots(args: argparse.Namespace, setting: tuple[str, str, int]) -> di
     )
 
 
-def project_grid(results: pd.DataFrame, grid_path: str) -> pd.DataFrame:
+def peak_flops(device: str, precision: str, given: float | None) -> float:
+    """FLOP/s of the FLOP floor: --peak-tflops, or the H200's measured peak; NaN (no floor) otherwise."""
+    if given:
+        return given * 1e12
+    return H200_PEAK_TFLOPS[precision] * 1e12 if "H200" in device else float("nan")
+
+
+def project_grid(results: pd.DataFrame, grid_path: str, peak_tflops: float | None = None) -> pd.DataFrame:
     """GPU-hours of a grid's runs (training and per-epoch evaluation), per model and engine variant,
     and the share of that which the FLOP floor is.
 
@@ -411,12 +424,13 @@ def project_grid(results: pd.DataFrame, grid_path: str) -> pd.DataFrame:
                 group = group.sort_values("batch_size")
                 seconds_per_image = np.interp(experiment["batch_sizes"], group["batch_size"], 1 / group["images_per_s"])
                 seconds = float((images * seconds_per_image).sum())
-                peak = PEAK_TFLOPS.get(precision, PEAK_TFLOPS["fp32"]) * 1e12
+                peak = peak_flops(group["device"].iloc[0], precision, peak_tflops)
                 rows.append(
                     dict(
                         experiment=name,
                         model=model,
                         dataset=dataset,
+                        device=group["device"].iloc[0],
                         engine=engine,
                         precision=precision,
                         runs=runs,
@@ -492,7 +506,9 @@ def main() -> None:
     parser.add_argument("--warmup-epochs", type=int, default=1)
     parser.add_argument("--heavy-steps", type=int, default=100, help="steps per epoch on CIFAR-shaped data")
     parser.add_argument("--project-grid", help="a config whose grid to project into GPU-hours")
+    parser.add_argument("--peak-tflops", type=float, help="the device's peak, for the FLOP floor (H200: known)")
     parser.add_argument("--output", default="results/benchmarks/throughput.csv")
+    parser.add_argument("--from-csv", help="print and project an earlier throughput.csv instead of measuring")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--no-reference", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -512,23 +528,28 @@ def main() -> None:
     if args.batch_sizes:
         settings = [setting for setting in settings if setting[2] in args.batch_sizes]
     started = time.perf_counter()
-    rows = []
-    for setting in settings:
-        rows += run_isolated(args, setting)
-        if args.slots > 1:
-            rows.append(measure_slots(args, setting))
-        print(f"measured {setting}", file=sys.stderr)
-    results = pd.DataFrame(rows)[COLUMNS + EXTRA_COLUMNS]
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    results.to_csv(args.output, index=False, float_format="%.6g")
+    if args.from_csv:  # tables and projection from an earlier measurement (say, one made on a GPU node)
+        results = pd.read_csv(args.from_csv)
+    else:
+        rows = []
+        for setting in settings:
+            rows += run_isolated(args, setting)
+            if args.slots > 1:
+                rows.append(measure_slots(args, setting))
+            print(f"measured {setting}", file=sys.stderr)
+        results = pd.DataFrame(rows)[COLUMNS + EXTRA_COLUMNS]
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        results.to_csv(args.output, index=False, float_format="%.6g")
     print_tables(results, args, time.perf_counter() - started)
 
     if args.project_grid:
-        table = project_grid(results, args.project_grid)
+        table = project_grid(results, args.project_grid, args.peak_tflops)
         table.to_csv(Path(args.output).with_name("projection.csv"), index=False, float_format="%.6g")
-        print(f"\nprojected GPU-hours of {args.project_grid} (training and per-epoch evaluation):\n")
+        print(f"\nprojected device-hours of {args.project_grid} (training and per-epoch evaluation):\n")
         print(table.round(3).to_string(index=False))
-        totals = table.groupby(["engine", "precision", "runs", "options"])[["gpu_hours", "floor_hours"]].sum()
+        totals = table.groupby(["engine", "precision", "runs", "options"])[["gpu_hours", "floor_hours"]].sum(
+            min_count=1
+        )
         totals["floor_fraction"] = totals["floor_hours"] / totals["gpu_hours"]
         print("\ntotal over the grid:\n")
         print(totals.round(3).to_string())
