@@ -1,4 +1,5 @@
 import copy
+import math
 
 import pytest
 
@@ -160,11 +161,16 @@ def test_job_resources_follow_model_and_data_set():
         "datasets": ["cifar10"],
     }
     raw["experiments"]["cpu"] = {**raw["experiments"]["cifar"], "device": "cpu", "runtime": 30}
+    raw["experiments"]["packed"] = {**raw["experiments"]["cifar"], "pack_learning_rates": True}
     config = validate_config(raw)
     assert job_resources(config, "tiny", "mlp", "mnist1d")["gpu"] == 0
     cifar = job_resources(config, "cifar", "resnet110", "cifar10")
-    assert cifar["gpu"] == 1 and cifar["mem_mb"] == 8000 and cifar["runtime"] > 10
-    assert job_resources(config, "cpu", "resnet110", "cifar10") == {"gpu": 0, "mem_mb": 8000, "runtime": 30}
+    assert cifar["gpu"] == 1 and cifar["gpu_slots"] == 1 and cifar["mem_mb"] == 8000 and cifar["runtime"] > 10
+    expected = {"gpu": 0, "gpu_slots": 0, "mem_mb": 8000, "runtime": 30}
+    assert job_resources(config, "cpu", "resnet110", "cifar10") == expected
+    # a job training the 3 learning rates at once gets more time than one run (half of three runs' estimate)
+    packed = job_resources(config, "packed", "resnet110", "cifar10")
+    assert packed["runtime"] - 10 == math.ceil((cifar["runtime"] - 10) * 1.5) and packed["gpu"] == 1
 
 
 def test_model_and_data_set_of_different_ranks_are_refused():
