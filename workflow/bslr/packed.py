@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import signal
 import sys
 import time
 from pathlib import Path
@@ -32,10 +31,12 @@ from bslr.errors import ConfigError, Interrupted, OutOfMemory
 from bslr.storage import RUN_COLUMNS, write_table
 from bslr.train import (
     RunOptions,
-    StopRequest,
+    data_generators,
     initial_model,
     load_training_data,
     provenance,
+    resume_point,
+    stop_requests,
     training_device,
 )
 
@@ -165,10 +166,7 @@ def _train_packed(
     engine = resolve_engine(settings, device, len(DATASETS[settings["dataset"]].input_shape))
     configure_backends(engine)
     models = StackedModels(initial_model(settings, device), lrs, settings, engine)
-    generators = {
-        "order": torch.Generator().manual_seed(settings["seed"]),
-        "augment": getattr(data, "augment_generator", None),
-    }
+    generators = data_generators(settings, data)
 
     rows: list[list[dict[str, Any]]] = [[] for _ in lrs]
     diverged: list[int | None] = [None] * len(lrs)
@@ -177,11 +175,8 @@ def _train_packed(
     state = checkpoint.load(options.checkpoint, fingerprint) if options.checkpoint else None
     if state is not None:
         models.load(state["models"])
-        checkpoint.restore_rng(state["rng"], generators)
         rows, diverged = state["rows"], state["diverged"]
-        if state["partial"]:
-            generators["order"].set_state(state["partial"]["order_state"])
-            start_step, epoch_seconds = state["partial"]["step"], state["partial"]["seconds"]
+        start_step, epoch_seconds = resume_point(state, generators)
         done = max(len(run_rows) for run_rows in rows)
         print(f"resuming from {options.checkpoint} after epoch {done}, step {start_step}", file=sys.stderr)
 
@@ -198,10 +193,8 @@ def _train_packed(
             },
         )
 
-    stop = StopRequest()
-    previous_handlers = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGUSR1)}
     first_epoch = max(len(run_rows) for run_rows in rows) + 1
-    try:
+    with stop_requests() as stop:
         for epoch in range(first_epoch, settings["epochs"] + 1):
             if not models.active.any():
                 break
@@ -241,9 +234,6 @@ def _train_packed(
                 save_checkpoint()
             if stop.signal_name:
                 raise Interrupted(f"received signal {stop.signal_name} after epoch {epoch}")
-    finally:
-        for sig, handler in previous_handlers.items():
-            signal.signal(sig, handler)
 
     results = []
     for run, run_rows, diverged_epoch in zip(group, rows, diverged, strict=True):

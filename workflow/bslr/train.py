@@ -164,6 +164,35 @@ def initial_model(settings: dict[str, Any], device: torch.device) -> torch.nn.Mo
     return build_model(settings["model"], spec.input_shape, spec.num_classes, settings["mlp_hidden"]).to(device)
 
 
+def data_generators(settings: dict[str, Any], data: MemoryData | LoaderData) -> dict[str, torch.Generator | None]:
+    """What a run draws its data from: the seeded batch order, and the augmentation (None without)."""
+    return {
+        "order": torch.Generator().manual_seed(settings["seed"]),
+        "augment": getattr(data, "augment_generator", None),
+    }
+
+
+def resume_point(state: dict[str, Any], generators: dict[str, torch.Generator | None]) -> tuple[int, float]:
+    """Restore a checkpoint's random states; return where its epoch goes on (step, seconds spent in it)."""
+    checkpoint.restore_rng(state["rng"], generators)
+    if not state["partial"]:
+        return 0, 0.0
+    generators["order"].set_state(state["partial"]["order_state"])  # replay the stopped epoch's order
+    return state["partial"]["step"], state["partial"]["seconds"]
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[StopRequest]:
+    """While training runs, SIGTERM and SIGUSR1 set a flag instead of ending the process."""
+    stop = StopRequest()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def train_run(settings: dict[str, Any], options: RunOptions = RunOptions()) -> tuple[pd.DataFrame, dict[str, str]]:
     """Train one run to its last epoch (or until its loss diverges) and return its epochs and metadata.
 
@@ -182,10 +211,7 @@ def _train_run(
     configure_backends(engine)
     model, forward = prepare_model(initial_model(settings, device), engine)
     optimizer = sgd(model.parameters(), settings, engine)
-    generators = {
-        "order": torch.Generator().manual_seed(settings["seed"]),
-        "augment": getattr(data, "augment_generator", None),
-    }
+    generators = data_generators(settings, data)
 
     rows: list[dict[str, Any]] = []
     diverged_epoch = None
@@ -195,11 +221,8 @@ def _train_run(
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        checkpoint.restore_rng(state["rng"], generators)
         rows = state["rows"]
-        if state["partial"]:  # stopped inside an epoch: replay its data order from where it stopped
-            generators["order"].set_state(state["partial"]["order_state"])
-            start_step, epoch_seconds = state["partial"]["step"], state["partial"]["seconds"]
+        start_step, epoch_seconds = resume_point(state, generators)
         print(f"resuming from {options.checkpoint} after epoch {len(rows)}, step {start_step}", file=sys.stderr)
 
     def save_checkpoint(partial: dict[str, Any] | None = None) -> None:
@@ -215,9 +238,7 @@ def _train_run(
             },
         )
 
-    stop = StopRequest()
-    previous_handlers = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGUSR1)}
-    try:
+    with stop_requests() as stop:
         for epoch in range(len(rows) + 1, settings["epochs"] + 1):
             started = time.perf_counter()
             order_state = generators["order"].get_state()  # before the epoch draws its permutation
@@ -251,9 +272,6 @@ def _train_run(
                 save_checkpoint()
             if stop.signal_name:
                 raise Interrupted(f"received signal {stop.signal_name} after epoch {epoch}")
-    finally:
-        for sig, handler in previous_handlers.items():
-            signal.signal(sig, handler)
 
     metadata = provenance(settings, device, options.threads)
     metadata["engine"] = engine.metadata()
