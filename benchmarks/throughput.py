@@ -124,6 +124,14 @@ class Timer:
             self.total += time.perf_counter() - started
 
 
+def timed_epochs(device: torch.device, args: argparse.Namespace, train, evaluate) -> Timer:
+    """`--warmup-epochs` untimed epochs, then `--epochs` timed ones."""
+    Timer(device).epochs(args.warmup_epochs, train, evaluate)
+    timer = Timer(device)
+    timer.epochs(args.epochs, train, evaluate)
+    return timer
+
+
 def reference_loaders(dataset, batch_size, device, workers, sizes):
     """A typical CIFAR script's loaders: per-item transforms, a shuffling training loader, evaluation
     loaders over the train and test sets; workers and pinned memory as the script's defaults have them."""
@@ -191,10 +199,7 @@ def time_reference(model_name, dataset, batch_size, device, args) -> Timer:
                 correct += (model(inputs).argmax(1) == targets).sum()
             correct.item()
 
-    timer = Timer(device)
-    Timer(device).epochs(args.warmup_epochs, train, evaluate)
-    timer.epochs(args.epochs, train, evaluate)
-    return timer
+    return timed_epochs(device, args, train, evaluate)
 
 
 def memory_data(dataset: str, sizes: tuple[int, int], device: torch.device):
@@ -232,19 +237,27 @@ def engine_settings(args: argparse.Namespace, precision: str, compile_mode: str)
     }
 
 
-def time_project(model_name, dataset, batch_size, device, args, settings) -> tuple[Timer, Any]:
-    """bslr's own path over whole epochs: `train_epoch` on MemoryData, then `evaluate` on both sets."""
+def project_setup(model_name, dataset, batch_size, device, args, settings):
+    """bslr's engine options resolved and applied, the data on the device, the seeded initial model."""
     from bslr.data import DATASETS
-    from bslr.engine import configure_backends, prepare_model, resolve_engine, sgd
+    from bslr.engine import configure_backends, resolve_engine
     from bslr.models import build_model
-    from bslr.train import evaluate, train_epoch
 
     spec = DATASETS[dataset]
     engine = resolve_engine(settings, device, len(spec.input_shape))
     configure_backends(engine)
     data = memory_data(dataset, split_sizes(dataset, batch_size, args), device)
     torch.manual_seed(0)
-    model, forward = prepare_model(build_model(model_name, spec.input_shape, spec.num_classes).to(device), engine)
+    return engine, data, build_model(model_name, spec.input_shape, spec.num_classes).to(device)
+
+
+def time_project(model_name, dataset, batch_size, device, args, settings) -> tuple[Timer, Any]:
+    """bslr's own path over whole epochs: `train_epoch` on MemoryData, then `evaluate` on both sets."""
+    from bslr.engine import prepare_model, sgd
+    from bslr.train import evaluate, train_epoch
+
+    engine, data, initial = project_setup(model_name, dataset, batch_size, device, args, settings)
+    model, forward = prepare_model(initial, engine)
     optimizer = sgd(model.parameters(), settings, engine)
     order = torch.Generator().manual_seed(0)
 
@@ -256,28 +269,15 @@ def time_project(model_name, dataset, batch_size, device, args, settings) -> tup
         for split in ("train", "test"):
             evaluate(model, data, split, 1000, engine)
 
-    timer = Timer(device)
-    Timer(device).epochs(args.warmup_epochs, train, evaluate_both)
-    timer.epochs(args.epochs, train, evaluate_both)
-    return timer, engine
+    return timed_epochs(device, args, train, evaluate_both), engine
 
 
 def time_packed(model_name, dataset, batch_size, device, args, settings, pack: int) -> Timer:
     """The packed trainer (`bslr.packed.StackedModels`) with `pack` learning rates, over whole epochs."""
-    from bslr.data import DATASETS
-    from bslr.engine import configure_backends, resolve_engine
-    from bslr.models import build_model
     from bslr.packed import StackedModels
 
-    spec = DATASETS[dataset]
-    engine = resolve_engine(settings, device, len(spec.input_shape))
-    configure_backends(engine)
-    data = memory_data(dataset, split_sizes(dataset, batch_size, args), device)
-    torch.manual_seed(0)
-    lrs = [0.01 * (index + 1) for index in range(pack)]
-    models = StackedModels(
-        build_model(model_name, spec.input_shape, spec.num_classes).to(device), lrs, settings, engine
-    )
+    engine, data, initial = project_setup(model_name, dataset, batch_size, device, args, settings)
+    models = StackedModels(initial, [0.01 * (index + 1) for index in range(pack)], settings, engine)
     order = torch.Generator().manual_seed(0)
 
     def train() -> int:
@@ -291,10 +291,7 @@ def time_packed(model_name, dataset, batch_size, device, args, settings, pack: i
         for split in ("train", "test"):
             models.evaluate(data, split, 1000)
 
-    timer = Timer(device)
-    Timer(device).epochs(args.warmup_epochs, train, evaluate_both)
-    timer.epochs(args.epochs, train, evaluate_both)
-    return timer
+    return timed_epochs(device, args, train, evaluate_both)
 
 
 def train_flop_per_image(model_name: str, dataset: str) -> float:

@@ -48,14 +48,14 @@ wildcard_constraints:
     seed=r"[0-9]+",
 
 
-def run_of(wildcards) -> Run:
-    """The grid point a training job's wildcards name."""
+def run_of(wildcards, lr: float | None = None) -> Run:
+    """The grid point a training job's wildcards name (a packed job's have no lr: give it)."""
     return Run(
         wildcards.experiment,
         wildcards.model,
         wildcards.dataset,
         int(wildcards.batch_size),
-        float(wildcards.lr),
+        float(wildcards.lr) if lr is None else lr,
         int(wildcards.seed),
     )
 
@@ -78,17 +78,7 @@ def packed_outputs(experiment: str) -> list[str]:
 def packed_settings_json(wildcards) -> str:
     """The protocols of a packed job's runs, in the order of its outputs: a JSON list."""
     runs = [
-        run_settings(
-            CONFIG,
-            Run(
-                wildcards.experiment,
-                wildcards.model,
-                wildcards.dataset,
-                int(wildcards.batch_size),
-                lr,
-                int(wildcards.seed),
-            ),
-        )
+        run_settings(CONFIG, run_of(wildcards, lr))
         for lr in CONFIG["experiments"][wildcards.experiment]["learning_rates"]
     ]
     return json.dumps(runs, sort_keys=True)
