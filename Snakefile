@@ -25,4 +25,6 @@ include: "workflow/rules/figures.smk"
 rule all:
     default_target: True
     input:
-        all_outputs(),
+        rules.aggregate.output,
+        rules.stats.output.csv,
+        PLAN.figure_files(),

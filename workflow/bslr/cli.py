@@ -14,7 +14,8 @@ EXPECTED_ERRORS = (ConfigError, DataError, RunFileError, OutOfMemory)
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    from bslr.config import expand_grid, load_config_file
+    from bslr.config import load_config_file
+    from bslr.plan import expand_grid
 
     config = load_config_file(args.config)
     runs = expand_grid(config)
@@ -25,7 +26,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def cmd_prepare_data(args: argparse.Namespace) -> None:
-    from bslr.data import generated_path, prepare_mnist1d
+    from bslr.data import prepare_mnist1d
+    from bslr.plan import generated_path
 
     path = args.output or generated_path(args.dataset, args.root)
     prepare_mnist1d(path, seed=args.seed)
@@ -55,7 +57,7 @@ def read_execution_options(path: str) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from bslr.train import RunOptions, train_to_file
+    from bslr.train import RunOptions, train_pack_to_files
 
     options = RunOptions(
         threads=args.threads,
@@ -75,13 +77,8 @@ def cmd_train(args: argparse.Namespace) -> None:
             deterministic=execution["deterministic"],
         )
     settings = json.loads(args.settings)
-    if isinstance(settings, dict) and len(args.output) == 1:
-        frames = [train_to_file(settings, args.output[0], options)]
-    else:  # a list of runs that differ only in lr: one vectorised job
-        from bslr.packed import train_packed_to_files
-
-        group = settings if isinstance(settings, list) else [settings]
-        frames = train_packed_to_files(group, args.output, options)
+    runs = settings if isinstance(settings, list) else [settings]  # a pack, or one run
+    frames = train_pack_to_files(runs, args.output, options)
     for frame, output in zip(frames, args.output, strict=True):
         last = frame.iloc[-1]
         print(f"wrote {output}: {len(frame)} epochs, final test accuracy {last['test_acc']:.4f}")
@@ -151,11 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--seed", type=int, default=42)
     command.set_defaults(run=cmd_prepare_data)
 
-    command = commands.add_parser("train", help="train one run (or a pack of runs) and write per-run Parquets")
+    command = commands.add_parser("train", help="train a pack of runs (or one run) and write per-run Parquets")
     command.add_argument(
         "--settings",
         required=True,
-        help="the run's resolved settings as JSON; a JSON list of runs differing only in lr trains them packed",
+        help="a JSON list of resolved run settings that differ only in lr (a pack), or one run's settings",
     )
     command.add_argument("--output", required=True, nargs="+", help="one per-run Parquet per run, in order")
     command.add_argument("--threads", type=int, default=1)

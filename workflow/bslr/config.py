@@ -1,7 +1,8 @@
 """Load, validate and expand a bslr configuration into its grid of runs.
 
 The workflow calls `validate_config` once, before planning any job, so that a typo or an impossible
-value stops everything with one message that names the key, the value and the fix.
+value stops everything with one message that names the key, the value and the fix. Torch-free: planning
+imports this module (see `bslr.plan`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import copy
 import itertools
 import json
 import math
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from bslr.catalog import DATASETS, MODEL_INPUT_RANK, MODEL_NAMES
 from bslr.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
@@ -33,7 +34,7 @@ NON_PROTOCOL_KEYS = (
     "runtime",
     "keep_checkpoints",
     "deterministic",
-    "pack_learning_rates",
+    "pack",  # its `learner` is protocol (see `run_settings`); its `size` only groups runs into jobs
 )
 
 # Execution options a training job reads from results/execution/{experiment}.json at its start: an input
@@ -41,27 +42,12 @@ NON_PROTOCOL_KEYS = (
 # no training job. The other non-protocol keys reach Snakemake as threads or resources.
 EXECUTION_KEYS = ("eval_batch_size", "workers", "keep_checkpoints", "deterministic")
 
+# Keys of earlier versions, and what replaced them (named in the error instead of "a typo?").
+RENAMED_KEYS = {
+    "pack_learning_rates": "pack: {size: all, learner: stacked} (or learner: serial; see config/README.md)",
+}
+
 GRID_KEYS = ("models", "datasets", "batch_sizes", "learning_rates", "seeds", "epochs")
-
-
-@dataclass(frozen=True)
-class Run:
-    """One grid point: one training job and one per-run Parquet file."""
-
-    experiment: str
-    model: str
-    dataset: str
-    batch_size: int
-    lr: float
-    seed: int
-
-    @property
-    def lr_text(self) -> str:
-        return format_lr(self.lr)
-
-    @property
-    def path(self) -> str:
-        return run_path(self.experiment, self.dataset, self.model, self.batch_size, self.lr, self.seed)
 
 
 def format_lr(lr: float) -> str:
@@ -70,10 +56,6 @@ def format_lr(lr: float) -> str:
     if "e" in text or "E" in text:
         text = format(Decimal(text), "f")
     return text
-
-
-def run_path(experiment: str, dataset: str, model: str, batch_size: int, lr: float, seed: int) -> str:
-    return f"results/runs/{experiment}/{dataset}/{model}/bs{int(batch_size)}_lr{format_lr(lr)}_seed{int(seed)}.parquet"
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
@@ -94,6 +76,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
         keys = ", ".join(f"{where}.{key}" if error.absolute_path else key for key in extra)
+        renamed = [f"{key} is now {RENAMED_KEYS[key]}" for key in extra if key in RENAMED_KEYS]
+        if renamed:
+            return f"config key {keys} was renamed: {'; '.join(renamed)}"
         hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
         return f"unknown config key {keys} (a typo?){hint}"
     if error.validator == "required":
@@ -147,9 +132,6 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
 
     Raises ConfigError with one readable message for the first problem found.
     """
-    from bslr.data import DATASETS
-    from bslr.models import MODEL_INPUT_RANK, MODELS
-
     schema = load_schema(schema_path)
     config = copy.deepcopy(dict(config))
     validator = jsonschema.Draft202012Validator(schema)
@@ -165,7 +147,7 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
 
     for name, experiment in config["experiments"].items():
         prefix = f"experiments.{name}"
-        for key, known in (("models", MODELS), ("datasets", DATASETS)):
+        for key, known in (("models", MODEL_NAMES), ("datasets", DATASETS)):
             for item in experiment[key]:
                 if item not in known:
                     raise ConfigError(
@@ -200,10 +182,16 @@ def training_settings(config: dict[str, Any], experiment: str) -> dict[str, Any]
     return settings
 
 
-def run_settings(config: dict[str, Any], run: Run) -> dict[str, Any]:
-    """Everything that defines a run's result: the protocol a training job is invalidated by."""
-    settings = {k: v for k, v in training_settings(config, run.experiment).items() if k not in NON_PROTOCOL_KEYS}
+def run_settings(config: dict[str, Any], run: Any) -> dict[str, Any]:
+    """Everything that defines a run's result: the protocol a training job is invalidated by.
+
+    The pack's learner is part of it (`stacked` computes with other kernels than a run alone; `serial`
+    is exactly a run alone), the pack's size is not (it only decides how many runs share a job).
+    """
+    training = training_settings(config, run.experiment)
+    settings = {k: v for k, v in training.items() if k not in NON_PROTOCOL_KEYS}
     settings.update(
+        learner=training["pack"]["learner"],
         experiment=run.experiment,
         model=run.model,
         dataset=run.dataset,
@@ -224,18 +212,19 @@ MODEL_COST = {"resnet110": 2.0, "vgg19": 1.5, "resnet56": 1.0, "resnet50": 2.0}
 MEMORY_MB = {"mnist1d": 2000, "mnist": 4000, "cifar10": 8000, "cifar100": 8000, "imagenet": 32000}
 
 
-def job_resources(config: dict[str, Any], experiment: str, model: str, dataset: str) -> dict[str, int]:
-    """Resources of one training job: `gpu` count, `gpu_slots`, `mem_mb`, `runtime` (minutes).
+def job_resources(config: dict[str, Any], experiment: str, model: str, dataset: str, runs: int = 1) -> dict[str, int]:
+    """Resources of one training job of `runs` runs: `gpu` count, `gpu_slots`, `mem_mb`, `runtime` (minutes).
 
     `gpu_slots` is 1 for a job on a GPU: `snakemake --resources gpu_slots=4` runs four jobs per GPU
-    (see docs/performance.md). A packed job (all learning rates at once) gets the time of half its runs.
+    (see docs/performance.md). A serial pack takes its runs' time one after another; a stacked pack is
+    given half of that (its runs share each batched kernel), never less than one run's.
     """
     settings = training_settings(config, experiment)
     epochs = config["experiments"][experiment]["epochs"]
     wants_gpu = dataset != "mnist1d" and settings["device"] != "cpu"
-    runs = len(config["experiments"][experiment]["learning_rates"]) if settings["pack_learning_rates"] else 1
     per_run = epochs * MINUTES_PER_EPOCH[dataset] * MODEL_COST.get(model, 1.0) * 1.5
-    runtime = math.ceil(per_run * max(1.0, runs / 2)) + 10
+    share = max(1.0, runs / 2) if settings["pack"]["learner"] == "stacked" else runs
+    runtime = math.ceil(per_run * share) + 10
     gpu = int(wants_gpu) if settings["gpus"] == "auto" else settings["gpus"]
     return {
         "gpu": gpu,
@@ -243,36 +232,6 @@ def job_resources(config: dict[str, Any], experiment: str, model: str, dataset: 
         "mem_mb": MEMORY_MB[dataset] if settings["mem_mb"] == "auto" else settings["mem_mb"],
         "runtime": runtime if settings["runtime"] == "auto" else settings["runtime"],
     }
-
-
-def packed_experiments(config: dict[str, Any]) -> list[str]:
-    """Experiments whose learning rates are trained together (training.pack_learning_rates)."""
-    return [name for name in config["experiments"] if training_settings(config, name)["pack_learning_rates"]]
-
-
-def expand_grid(config: dict[str, Any]) -> list[Run]:
-    """Every run of every experiment, in a stable order."""
-    runs = []
-    for name, experiment in config["experiments"].items():
-        for model, dataset, batch_size, lr, seed in itertools.product(
-            experiment["models"],
-            experiment["datasets"],
-            experiment["batch_sizes"],
-            experiment["learning_rates"],
-            experiment["seeds"],
-        ):
-            runs.append(Run(name, model, dataset, batch_size, lr, seed))
-    return runs
-
-
-def scenarios(config: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(experiment, dataset, model) triples: the paper's unit of analysis and of figures."""
-    return [
-        (name, dataset, model)
-        for name, experiment in config["experiments"].items()
-        for dataset in experiment["datasets"]
-        for model in experiment["models"]
-    ]
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -18,67 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bslr.catalog import DATASETS, DatasetSpec
 from bslr.errors import DataError
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """What the workflow must know about a data set before any job runs."""
-
-    name: str
-    num_classes: int
-    input_shape: tuple[int, ...]
-    train_size: int
-    mean: tuple[float, ...] = ()
-    std: tuple[float, ...] = ()
-    generated_file: str | None = None  # relative to data.root, made by a workflow rule
-    expected: str = ""  # where the files go under data.root, for error messages
-
-
-DATASETS: dict[str, DatasetSpec] = {
-    "mnist1d": DatasetSpec("mnist1d", 10, (1, 40), 4000, generated_file="mnist1d/mnist1d.npz"),
-    "mnist": DatasetSpec(
-        "mnist",
-        10,
-        (1, 28, 28),
-        60000,
-        (0.1307,),
-        (0.3081,),
-        expected="MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (torchvision.datasets.MNIST)",
-    ),
-    "cifar10": DatasetSpec(
-        "cifar10",
-        10,
-        (3, 32, 32),
-        50000,
-        (0.4914, 0.4822, 0.4465),
-        (0.2470, 0.2435, 0.2616),
-        expected="cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta} (the 'CIFAR-10 python version')",
-    ),
-    "cifar100": DatasetSpec(
-        "cifar100",
-        100,
-        (3, 32, 32),
-        50000,
-        (0.5071, 0.4865, 0.4409),
-        (0.2673, 0.2564, 0.2762),
-        expected="cifar-100-python/{train,test,meta} (the 'CIFAR-100 python version')",
-    ),
-    "imagenet": DatasetSpec(
-        "imagenet",
-        1000,
-        (3, 224, 224),
-        1281167,
-        (0.485, 0.456, 0.406),
-        (0.229, 0.224, 0.225),
-        expected="imagenet/train/<class>/*.JPEG and imagenet/val/<class>/*.JPEG (an ImageFolder tree)",
-    ),
-}
-
-
-def generated_path(dataset: str, root: str | Path) -> Path | None:
-    spec = DATASETS[dataset]
-    return Path(root) / spec.generated_file if spec.generated_file else None
+from bslr.plan import generated_path
 
 
 def atomic_savez(path: Path, **arrays: np.ndarray) -> None:

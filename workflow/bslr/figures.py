@@ -302,13 +302,6 @@ EXPERIMENT_FIGURES: dict[str, Callable[[pd.DataFrame, dict[str, Any]], plt.Figur
     "iso_ratio": iso_ratio,
 }
 
-# The table each figure is drawn from (default: the runs table).
-FIGURE_INPUTS = {
-    "training_curves": "results/aggregate/epochs.parquet",
-    "forest": "results/stats/correlations.parquet",
-}
-
-
 def draw(
     name: str,
     table: pd.DataFrame,

@@ -174,9 +174,6 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet50": torchvision_model("resnet50"),
 }
 
-# Which input each model is made for: image models need (C, H, W), cnn1d needs (C, L).
-MODEL_INPUT_RANK = {"cnn1d": 2, "resnet20": 3, "resnet56": 3, "resnet110": 3, "vgg19": 3, "alexnet": 3}
-
 
 def build_model(
     name: str, input_shape: tuple[int, ...], num_classes: int, mlp_hidden: tuple[int, ...] = (100, 100)

@@ -1,9 +1,12 @@
-"""Train one grid point: plain SGD at a constant learning rate, evaluated on the full sets every epoch.
+"""The training core: one loop trains a pack of runs (K >= 1 runs that differ only in learning rate).
 
-The data sit on the training device as tensors; each epoch draws a seeded permutation and walks it in
-batches of exactly `batch_size` (the last, smaller batch is dropped so that every step of SGD sees
-the batch size under study). The seed fixes the initial weights and the data order, so runs that
-differ only in batch size or learning rate start from the same weights.
+Plain SGD at a constant learning rate, evaluated on the full training and test sets every epoch. The data
+sit on the training device as tensors; each epoch draws a seeded permutation and walks it in batches of
+exactly `batch_size` (the last, smaller batch is dropped so that every step of SGD sees the batch size
+under study). The seed fixes the initial weights and the data order, so runs that differ only in batch
+size or learning rate start from the same weights. How the K models compute is the learner's business
+(`bslr.learners`); everything else (resume, signals, divergence, provenance, the per-run files) is here,
+once.
 """
 
 from __future__ import annotations
@@ -17,75 +20,23 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 import bslr
 from bslr import checkpoint
-from bslr.data import DATASETS, LoaderData, MemoryData, load_dataset
-from bslr.engine import (
-    Engine,
-    autocast,
-    claim_gpu,
-    configure_backends,
-    prepare_model,
-    resolve_device,
-    resolve_engine,
-    sgd,
-    to_layout,
-)
-from bslr.errors import Interrupted, OutOfMemory
+from bslr.catalog import DATASETS
+from bslr.data import LoaderData, MemoryData, load_dataset
+from bslr.engine import claim_gpu, configure_backends, resolve_device, resolve_engine
+from bslr.errors import ConfigError, Interrupted, OutOfMemory
+from bslr.learners import Learner, build_learner, resolve_learner
 from bslr.models import build_model
 from bslr.storage import RUN_COLUMNS, write_table
-
-
-@torch.inference_mode()
-def evaluate(
-    model: torch.nn.Module, data: MemoryData | LoaderData, split: str, batch_size: int, engine: Engine
-) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a whole split, in large batches."""
-    model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=next(model.parameters()).device)
-    correct = torch.zeros((), dtype=torch.int64, device=loss_sum.device)
-    for inputs, labels in data.eval_batches(split, batch_size):
-        with autocast(engine):
-            logits = model(to_layout(inputs, engine)).float()
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
-        correct += (logits.argmax(dim=1) == labels).sum()
-    return loss_sum.item() / data.size(split), correct.item() / data.size(split)
-
-
-def train_epoch(
-    model: torch.nn.Module,
-    forward: Callable[[torch.Tensor], torch.Tensor],
-    optimizer: torch.optim.Optimizer,
-    data: MemoryData | LoaderData,
-    batch_size: int,
-    order_generator: torch.Generator,
-    engine: Engine,
-    start_step: int = 0,
-    stop: StopRequest | None = None,
-) -> int | None:
-    """One epoch of SGD from `start_step`. Returns None when done, or the steps done if a stop was asked.
-
-    `forward` is the model itself, or its compiled form.
-    """
-    model.train()
-    for step, (inputs, labels) in enumerate(data.train_batches(batch_size, order_generator, start_step), start_step):
-        with autocast(engine):
-            loss = F.cross_entropy(forward(to_layout(inputs, engine)), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if stop is not None and stop.signal_name:
-            return step + 1
-    return None
 
 
 def provenance(settings: dict[str, Any], device: torch.device, threads: int) -> dict[str, str]:
@@ -193,37 +144,83 @@ def stop_requests() -> Iterator[StopRequest]:
             signal.signal(sig, handler)
 
 
-def train_run(settings: dict[str, Any], options: RunOptions = RunOptions()) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Train one run to its last epoch (or until its loss diverges) and return its epochs and metadata.
+def check_pack(runs: list[dict[str, Any]]) -> None:
+    """A pack is runs that differ in their learning rate and nothing else."""
+    if not runs:
+        raise ConfigError("a pack needs at least one run")
+    first = {key: value for key, value in runs[0].items() if key != "lr"}
+    for settings in runs[1:]:
+        rest = {key: value for key, value in settings.items() if key != "lr"}
+        if rest != first:
+            differing = sorted(key for key in first.keys() | rest.keys() if first.get(key) != rest.get(key))
+            raise ConfigError(f"packed runs must differ only in lr, but these settings differ too: {differing}")
+    lrs = [settings["lr"] for settings in runs]
+    if len(set(lrs)) != len(lrs):
+        raise ConfigError(f"packed runs need distinct learning rates, got {lrs}")
 
-    With a checkpoint path, the run resumes from the last finished epoch found there and saves after
-    every epoch, so a killed job loses at most one epoch and ends with the same metrics.
+
+def train_epoch(
+    learner: Learner,
+    data: MemoryData | LoaderData,
+    batch_size: int,
+    order_generator: torch.Generator,
+    start_step: int = 0,
+    stop: StopRequest | None = None,
+) -> int | None:
+    """One epoch of SGD from `start_step`. Returns None when done, or the steps done if a stop was asked."""
+    for step, (inputs, labels) in enumerate(data.train_batches(batch_size, order_generator, start_step), start_step):
+        learner.step(inputs, labels)
+        if stop is not None and stop.signal_name:
+            return step + 1
+    return None
+
+
+def evaluate(learner: Learner, data: MemoryData | LoaderData, batch_size: int) -> list[dict[str, float]]:
+    """Each run's loss and accuracy on the whole training and test sets."""
+    train, test = (learner.evaluate(data, split, batch_size) for split in ("train", "test"))
+    return [
+        dict(train_loss=train_loss, train_acc=train_acc, test_loss=test_loss, test_acc=test_acc)
+        for (train_loss, train_acc), (test_loss, test_acc) in zip(train, test, strict=True)
+    ]
+
+
+def train_pack(
+    runs: list[dict[str, Any]], options: RunOptions = RunOptions()
+) -> list[tuple[pd.DataFrame, dict[str, str]]]:
+    """Train a pack to its last epoch and return each run's epochs and metadata, in the order of `runs`.
+
+    A run whose training loss becomes NaN or infinite stops there (its file ends at that epoch); the others
+    go on. With a checkpoint path, the pack resumes from the last finished epoch (or the step a signal
+    stopped it at) found there and saves after every epoch, so a killed job loses at most one epoch and
+    ends with the same metrics.
     """
-    with training_device(settings, options) as device:
-        return _train_run(settings, options, device)
+    check_pack(runs)
+    with training_device(runs[0], options) as device:
+        return _train_pack(runs, options, device)
 
 
-def _train_run(
-    settings: dict[str, Any], options: RunOptions, device: torch.device
-) -> tuple[pd.DataFrame, dict[str, str]]:
+def _train_pack(
+    runs: list[dict[str, Any]], options: RunOptions, device: torch.device
+) -> list[tuple[pd.DataFrame, dict[str, str]]]:
+    settings, lrs = runs[0], [run["lr"] for run in runs]
     data = load_training_data(settings, device, options)
     engine = resolve_engine(settings, device, len(DATASETS[settings["dataset"]].input_shape))
     configure_backends(engine)
-    model, forward = prepare_model(initial_model(settings, device), engine)
-    optimizer = sgd(model.parameters(), settings, engine)
+    learner_name = resolve_learner(settings["learner"], device, len(runs))
+    learner = build_learner(learner_name, initial_model(settings, device), runs, engine)
     generators = data_generators(settings, data)
 
-    rows: list[dict[str, Any]] = []
-    diverged_epoch = None
+    rows: list[list[dict[str, Any]]] = [[] for _ in runs]
+    diverged: list[int | None] = [None] * len(runs)
     start_step, epoch_seconds = 0, 0.0
-    fingerprint = checkpoint.settings_hash(settings)
+    fingerprint = checkpoint.settings_hash({"runs": runs, "learner": learner_name})
     state = checkpoint.load(options.checkpoint, fingerprint) if options.checkpoint else None
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        rows = state["rows"]
+        learner.load(state["learner"])
+        rows, diverged = state["rows"], state["diverged"]
         start_step, epoch_seconds = resume_point(state, generators)
-        print(f"resuming from {options.checkpoint} after epoch {len(rows)}, step {start_step}", file=sys.stderr)
+        done = max(len(run_rows) for run_rows in rows)
+        print(f"resuming from {options.checkpoint} after epoch {done}, step {start_step}", file=sys.stderr)
 
     def save_checkpoint(partial: dict[str, Any] | None = None) -> None:
         checkpoint.save(
@@ -231,67 +228,102 @@ def _train_run(
             {
                 "settings_hash": fingerprint,
                 "rows": rows,
+                "diverged": diverged,
                 "partial": partial,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
+                "learner": learner.state(),
                 "rng": checkpoint.capture_rng(generators),
             },
         )
 
+    epochs = settings["epochs"]
+    first_epoch = max(len(run_rows) for run_rows in rows) + 1
+    trained = time.perf_counter()
     with stop_requests() as stop:
-        for epoch in range(len(rows) + 1, settings["epochs"] + 1):
+        for epoch in range(first_epoch, epochs + 1):
+            if not any(learner.active):
+                break
             started = time.perf_counter()
             order_state = generators["order"].get_state()  # before the epoch draws its permutation
-            stopped_at = train_epoch(
-                model, forward, optimizer, data, settings["batch_size"], generators["order"], engine, start_step, stop
-            )
+            stopped_at = train_epoch(learner, data, settings["batch_size"], generators["order"], start_step, stop)
             if stopped_at is not None:
                 if options.checkpoint and isinstance(data, MemoryData):
                     seconds = epoch_seconds + time.perf_counter() - started
                     save_checkpoint({"step": stopped_at, "order_state": order_state, "seconds": seconds})
                 raise Interrupted(f"received signal {stop.signal_name} in epoch {epoch}")
-            train_loss, train_acc = evaluate(model, data, "train", options.eval_batch_size, engine)
-            test_loss, test_acc = evaluate(model, data, "test", options.eval_batch_size, engine)
-            rows.append(
-                dict(
-                    epoch=epoch,
-                    train_loss=train_loss,
-                    train_acc=train_acc,
-                    test_loss=test_loss,
-                    test_acc=test_acc,
-                    lr=settings["lr"],
-                    batch_size=settings["batch_size"],
-                    seconds=epoch_seconds + time.perf_counter() - started,
+            metrics = evaluate(learner, data, options.eval_batch_size)
+            seconds = epoch_seconds + time.perf_counter() - started
+            for index, (lr, values) in enumerate(zip(lrs, metrics, strict=True)):
+                if not learner.active[index]:
+                    continue
+                rows[index].append(
+                    dict(epoch=epoch, **values, lr=lr, batch_size=settings["batch_size"], seconds=seconds)
                 )
-            )
+                if not math.isfinite(values["train_loss"]):  # a NaN or infinite loss never recovers under SGD
+                    diverged[index] = epoch
+                    learner.active[index] = False
+            report_epoch(epoch, epochs, lrs, metrics, diverged, seconds, time.perf_counter() - trained, first_epoch)
             start_step, epoch_seconds = 0, 0.0
-            if not math.isfinite(train_loss):
-                diverged_epoch = epoch  # a NaN or infinite loss never recovers under plain SGD
-                break
-            if options.checkpoint and (epoch < settings["epochs"] or stop.signal_name):
+            if options.checkpoint and ((epoch < epochs and any(learner.active)) or stop.signal_name):
                 save_checkpoint()
             if stop.signal_name:
                 raise Interrupted(f"received signal {stop.signal_name} after epoch {epoch}")
 
-    metadata = provenance(settings, device, options.threads)
-    metadata["engine"] = engine.metadata()
-    metadata["diverged"] = json.dumps(diverged_epoch is not None)
-    metadata["diverged_epoch"] = json.dumps(diverged_epoch)
-    metadata["resumed"] = json.dumps(state is not None)
-    return pd.DataFrame(rows, columns=RUN_COLUMNS), metadata
+    results = []
+    for run, run_rows, diverged_epoch in zip(runs, rows, diverged, strict=True):
+        metadata = provenance(run, device, options.threads)
+        metadata["engine"] = engine.metadata()
+        metadata["learner"] = learner_name
+        metadata["packed_learning_rates"] = json.dumps(lrs)
+        metadata["diverged"] = json.dumps(diverged_epoch is not None)
+        metadata["diverged_epoch"] = json.dumps(diverged_epoch)
+        metadata["resumed"] = json.dumps(state is not None)
+        results.append((pd.DataFrame(run_rows, columns=RUN_COLUMNS), metadata))
+    return results
 
 
-def train_to_file(settings: dict[str, Any], output: str, options: RunOptions = RunOptions()) -> pd.DataFrame:
-    """Train and write the per-run Parquet atomically; then drop the checkpoint unless asked to keep it."""
+def report_epoch(
+    epoch: int,
+    epochs: int,
+    lrs: list[float],
+    metrics: list[dict[str, float]],
+    diverged: list[int | None],
+    seconds: float,
+    elapsed: float,
+    first_epoch: int,
+) -> None:
+    """One flushed line per epoch, so that `tail -f` on a job's log follows it, with the time left."""
+    remaining = (epochs - epoch) * elapsed / (epoch - first_epoch + 1)
+    runs = "; ".join(
+        f"lr {lr:g}: diverged"
+        if diverged[index] is not None and diverged[index] < epoch
+        else f"lr {lr:g}: train loss {values['train_loss']:.4f} acc {values['train_acc']:.4f}, "
+        f"test loss {values['test_loss']:.4f} acc {values['test_acc']:.4f}"
+        for index, (lr, values) in enumerate(zip(lrs, metrics, strict=True))
+    )
+    print(f"epoch {epoch}/{epochs} ({seconds:.1f} s, about {remaining:.0f} s left): {runs}", flush=True)
+
+
+def train_pack_to_files(
+    runs: list[dict[str, Any]], outputs: list[str], options: RunOptions = RunOptions()
+) -> list[pd.DataFrame]:
+    """Train a pack and write each run's Parquet atomically (`outputs` in the order of `runs`); then drop
+    the checkpoint unless asked to keep it."""
+    if len(outputs) != len(runs):
+        raise ConfigError(f"{len(runs)} runs but {len(outputs)} output files; give one output per run")
     try:
-        frame, metadata = train_run(settings, options)
+        results = train_pack(runs, options)
     except torch.cuda.OutOfMemoryError as error:
+        settings = runs[0]
+        advice = "run it on a GPU with more memory"
+        if len(runs) > 1:
+            advice = "use a smaller training.pack.size (or learner: serial, which holds one batch's activations)"
         raise OutOfMemory(
-            f"GPU out of memory training {settings['model']} on {settings['dataset']} at batch size "
-            f"{settings['batch_size']}: run it on a GPU with more memory, or lower training.eval_batch_size "
-            f"if it failed while evaluating ({str(error).splitlines()[0]})"
+            f"GPU out of memory training {len(runs)} {settings['model']} run(s) on {settings['dataset']} at batch "
+            f"size {settings['batch_size']}: {advice}, or lower training.eval_batch_size if it failed while "
+            f"evaluating ({str(error).splitlines()[0]})"
         ) from error
-    write_table(frame, output, metadata)
+    for (frame, metadata), output in zip(results, outputs, strict=True):
+        write_table(frame, output, metadata)
     if options.checkpoint and not options.keep_checkpoint:
         Path(options.checkpoint).unlink(missing_ok=True)
-    return frame
+    return [frame for frame, _ in results]

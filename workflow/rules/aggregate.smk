@@ -1,6 +1,6 @@
 rule aggregate:
     input:
-        run_files(),
+        PLAN.run_files(),
     output:
         runs="results/aggregate/runs.parquet",
         epochs="results/aggregate/epochs.parquet",

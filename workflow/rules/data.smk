@@ -1,10 +1,10 @@
 rule prepare_mnist1d:
     output:
-        str(generated_path("mnist1d", CONFIG["data"]["root"])),
+        PLAN.generated_file("mnist1d"),
     log:
         "logs/data/prepare_mnist1d.log",
     localrule: True
     conda:
         "../../envs/train.yaml"
     shell:
-        "bslr prepare-data mnist1d --output {output:q} > {log} 2>&1"
+        "bslr prepare-data mnist1d --output {output:q} > {log:q} 2>&1"

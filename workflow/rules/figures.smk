@@ -1,22 +1,28 @@
 # One rule per figure, so that each figure's settings (its params) re-run that figure alone.
+FIGURE_INPUT = {
+    "runs": rules.aggregate.output.runs,
+    "epochs": rules.aggregate.output.epochs,
+    "correlations": rules.stats.output.parquet,
+}
+
 # Scenario figures: one per (experiment, dataset, model).
-for figure_name in FIGURES:
+for figure_name in SCENARIO_FIGURES:
 
     rule:
         name:
             f"figure_{figure_name}"
         input:
-            FIGURE_INPUTS.get(figure_name, "results/aggregate/runs.parquet"),
+            FIGURE_INPUT[FIGURE_TABLES.get(figure_name, "runs")],
         output:
-            pdf=f"results/figures/{{experiment}}/{{dataset}}/{{model}}/{figure_name}.pdf",
+            pdf=figure_pattern(SCENARIO_FIGURE, figure_name, "pdf"),
             png=report(
-                f"results/figures/{{experiment}}/{{dataset}}/{{model}}/{figure_name}.png",
+                figure_pattern(SCENARIO_FIGURE, figure_name, "png"),
                 caption=f"../report/{figure_name}.rst",
                 category="{experiment}",
                 subcategory="{dataset} / {model}",
             ),
         log:
-            f"logs/figures/{{experiment}}/{{dataset}}/{{model}}/{figure_name}.log",
+            figure_pattern(SCENARIO_FIGURE_LOG, figure_name),
         localrule: True
         conda:
             "../../envs/analysis.yaml"
@@ -36,17 +42,17 @@ for figure_name in EXPERIMENT_FIGURES:
         name:
             f"figure_{figure_name}"
         input:
-            FIGURE_INPUTS.get(figure_name, "results/aggregate/runs.parquet"),
+            FIGURE_INPUT[FIGURE_TABLES.get(figure_name, "runs")],
         output:
-            pdf=f"results/figures/{{experiment}}/{figure_name}.pdf",
+            pdf=figure_pattern(EXPERIMENT_FIGURE, figure_name, "pdf"),
             png=report(
-                f"results/figures/{{experiment}}/{figure_name}.png",
+                figure_pattern(EXPERIMENT_FIGURE, figure_name, "png"),
                 caption=f"../report/{figure_name}.rst",
                 category="{experiment}",
                 subcategory="All scenarios",
             ),
         log:
-            f"logs/figures/{{experiment}}/{figure_name}.log",
+            figure_pattern(EXPERIMENT_FIGURE_LOG, figure_name),
         localrule: True
         conda:
             "../../envs/analysis.yaml"

@@ -2,76 +2,54 @@
 # determinism switches): rewritten when they change, read by its training jobs, never re-training them.
 rule execution_options:
     output:
-        "results/execution/{experiment}.json",
+        EXECUTION,
     log:
-        "logs/execution/{experiment}.log",
+        EXECUTION_LOG,
     localrule: True
     conda:
         "../../envs/analysis.yaml"
     params:
-        options=execution_options_json,
+        options=lambda wildcards: PLAN.execution_options_json(wildcards.experiment),
     shell:
         "bslr execution-options --options {params.options:q} --output {output:q} > {log:q} 2>&1"
 
 
-# One job per run, unless the experiment packs its learning rates (training.pack_learning_rates).
-rule train:
-    input:
-        training_data,
-        execution=execution_file,
-    output:
-        "results/runs/{experiment}/{dataset}/{model}/bs{batch_size}_lr{lr}_seed{seed}.parquet",
-    log:
-        "logs/train/{experiment}/{dataset}/{model}/bs{batch_size}_lr{lr}_seed{seed}.log",
-    benchmark:
-        "results/benchmarks/train/{experiment}/{dataset}/{model}/bs{batch_size}_lr{lr}_seed{seed}.tsv"
-    wildcard_constraints:
-        experiment=UNPACKED_EXPERIMENTS,
-    conda:
-        "../../envs/train.yaml"
-    threads: training_option("threads")
-    resources:
-        gpu=job_resource("gpu"),
-        gpu_slots=job_resource("gpu_slots"),
-        mem_mb=job_resource("mem_mb"),
-        runtime=job_resource("runtime"),
-    params:
-        settings=run_settings_json,
-        checkpoint=checkpoint_path,
-    shell:
-        "bslr train --settings {params.settings:q} --output {output:q} --threads {threads}"
-        " --execution {input.execution:q} --checkpoint {params.checkpoint:q} > {log:q} 2>&1"
+# One job trains one pack: the runs of a (model, data set, batch size, seed) that differ only in learning
+# rate, all of them or chunks of training.pack.size; `train` takes the experiments of one run per job.
+# Every training rule has this one shell command and the same kind of params, so that re-packing an
+# experiment under the serial learner re-trains nothing (bslr.plan.Plan.protocol_json).
+TRAIN_SHELL = (
+    "bslr train --settings {params.settings:q} --output {output:q} --threads {threads}"
+    " --execution {input.execution:q} --checkpoint {params.checkpoint:q} > {log:q} 2>&1"
+)
 
-
-# One job per (model, data set, batch size, seed) that trains all learning rates at once (bslr.packed)
-# and writes the same per-run files.
-for packed_experiment in PACKED_EXPERIMENTS:
+for train_rule in PLAN.train_rules():
 
     rule:
         name:
-            f"train_packed_{packed_experiment}"
+            train_rule.name
         input:
-            training_data,
-            execution=execution_file,
+            PLAN.generated_data,
+            execution=ancient(EXECUTION),
         output:
-            packed_outputs(packed_experiment),
+            train_rule.outputs,
         log:
-            "logs/train/{experiment}/{dataset}/{model}/bs{batch_size}_seed{seed}_packed.log",
+            train_rule.log,
         benchmark:
-            "results/benchmarks/train/{experiment}/{dataset}/{model}/bs{batch_size}_seed{seed}_packed.tsv"
+            train_rule.benchmark
         wildcard_constraints:
-            experiment=packed_experiment,
+            experiment=train_rule.experiment_pattern,
         conda:
             "../../envs/train.yaml"
-        threads: training_option("threads")
+        threads: train_rule.threads
         resources:
-            gpu=job_resource("gpu"),
-            gpu_slots=job_resource("gpu_slots"),
-            mem_mb=job_resource("mem_mb"),
-            runtime=job_resource("runtime"),
+            gpu=train_rule.resource("gpu"),
+            gpu_slots=train_rule.resource("gpu_slots"),
+            mem_mb=train_rule.resource("mem_mb"),
+            runtime=train_rule.resource("runtime"),
         params:
-            settings=packed_settings_json,
-            checkpoint=packed_checkpoint_path,
+            protocol=train_rule.protocol,
+            settings=train_rule.settings,
+            checkpoint=train_rule.checkpoint,
         shell:
-            "bslr train --settings {params.settings:q} --output {output:q} --threads {threads}"
-            " --execution {input.execution:q} --checkpoint {params.checkpoint:q} > {log:q} 2>&1"
+            TRAIN_SHELL

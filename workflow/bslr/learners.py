@@ -1,0 +1,219 @@
+"""How a pack of runs computes: the one thing that varies under the one training loop (`bslr.train`).
+
+A learner holds the K models of a pack (runs that differ only in learning rate, K >= 1), steps every
+active one on a shared batch, evaluates them on a split, and saves and loads its state:
+
+- `SerialLearner`: K ordinary modules, each with its own `torch.optim.SGD`, stepped in turn. Each run's
+  arithmetic is exactly that of the run trained alone, so on CPU its metrics are bitwise identical to a
+  separate run's; the pack shares only the process, the data on the device, the batch order and the
+  augmentation.
+- `StackedLearner`: the K models stacked (`torch.func.stack_module_state`, BatchNorm statistics
+  included) and run by one `vmap`ped `functional_call` per step, one batched kernel per layer for all K;
+  plain SGD with a learning rate per model, momentum and weight decay in torch.optim.SGD's arithmetic.
+  Other kernels than a run alone, so equal to separate runs only up to rounding, which SGD amplifies.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, stack_module_state, vmap
+
+from bslr.data import LoaderData, MemoryData
+from bslr.engine import Engine, autocast, prepare_model, sgd, to_layout
+
+LEARNERS = ("serial", "stacked")
+
+
+class Learner(Protocol):
+    """What the training loop asks of a pack's models."""
+
+    active: list[bool]  # False once a run has diverged: it is no longer stepped nor evaluated
+
+    def step(self, inputs: torch.Tensor, labels: torch.Tensor) -> None:
+        """One SGD step of every active model on the same batch."""
+
+    def evaluate(self, data: MemoryData | LoaderData, split: str, batch_size: int) -> list[tuple[float, float]]:
+        """Each model's mean cross-entropy and accuracy over a whole split (NaN for inactive ones)."""
+
+    def state(self) -> dict[str, Any]:
+        """Tensors and plain containers only: checkpoints are read with `weights_only=True`."""
+
+    def load(self, state: dict[str, Any]) -> None: ...
+
+
+def resolve_learner(name: str, device: torch.device, runs: int) -> str:
+    """`auto`: stacked where it pays (a GPU, two runs or more), serial otherwise."""
+    if name == "auto":
+        return "stacked" if device.type == "cuda" and runs > 1 else "serial"
+    return name
+
+
+def build_learner(name: str, model: torch.nn.Module, runs: list[dict[str, Any]], engine: Engine) -> Learner:
+    """The learner `name` (resolved) for the runs of a pack, every model starting from `model`'s weights."""
+    if name == "serial":
+        return SerialLearner(model, runs, engine)
+    if name == "stacked":
+        return StackedLearner(model, runs, engine)
+    raise ValueError(f"unknown learner {name!r}; known: {', '.join(LEARNERS)}")
+
+
+def _accumulate(totals: torch.Tensor, counts: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+    """Add one evaluation batch's summed cross-entropy (float64) and correct predictions, per model."""
+    losses = F.cross_entropy(logits.flatten(0, 1), labels.repeat(logits.shape[0]), reduction="none")
+    totals += losses.view(logits.shape[0], -1).sum(dim=1).double()
+    counts += (logits.argmax(dim=2) == labels).sum(dim=1)
+
+
+def _means(totals: torch.Tensor, counts: torch.Tensor, size: int, active: list[bool]) -> list[tuple[float, float]]:
+    losses, accuracies = (totals / size).tolist(), (counts.double() / size).tolist()
+    nan = float("nan")
+    return [
+        (loss, accuracy) if on else (nan, nan) for loss, accuracy, on in zip(losses, accuracies, active, strict=True)
+    ]
+
+
+class SerialLearner:
+    """K ordinary models and optimizers, each stepped as if it trained alone."""
+
+    def __init__(self, model: torch.nn.Module, runs: list[dict[str, Any]], engine: Engine) -> None:
+        self.engine = engine
+        self.models, self.forwards, self.optimizers = [], [], []
+        for index, settings in enumerate(runs):
+            replica = model if index == 0 else copy.deepcopy(model)
+            replica, forward = prepare_model(replica, engine)
+            self.models.append(replica)
+            self.forwards.append(forward)
+            self.optimizers.append(sgd(replica.parameters(), settings, engine))
+        self.active = [True] * len(runs)
+
+    def step(self, inputs: torch.Tensor, labels: torch.Tensor) -> None:
+        inputs = to_layout(inputs, self.engine)
+        for model, forward, optimizer, active in zip(
+            self.models, self.forwards, self.optimizers, self.active, strict=True
+        ):
+            if not active:
+                continue
+            model.train()
+            with autocast(self.engine):
+                loss = F.cross_entropy(forward(inputs), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    @torch.inference_mode()
+    def evaluate(self, data: MemoryData | LoaderData, split: str, batch_size: int) -> list[tuple[float, float]]:
+        for model in self.models:
+            model.eval()
+        device = next(self.models[0].parameters()).device
+        totals = torch.zeros(len(self.models), dtype=torch.float64, device=device)
+        counts = torch.zeros(len(self.models), dtype=torch.int64, device=device)
+        for inputs, labels in data.eval_batches(split, batch_size):
+            inputs = to_layout(inputs, self.engine)
+            for index, model in enumerate(self.models):
+                if self.active[index]:
+                    with autocast(self.engine):
+                        logits = model(inputs).float()
+                    _accumulate(totals[index : index + 1], counts[index : index + 1], logits[None], labels)
+        return _means(totals, counts, data.size(split), self.active)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "models": [model.state_dict() for model in self.models],
+            "optimizers": [optimizer.state_dict() for optimizer in self.optimizers],
+            "active": list(self.active),
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        for model, optimizer, model_state, optimizer_state in zip(
+            self.models, self.optimizers, state["models"], state["optimizers"], strict=True
+        ):
+            model.load_state_dict(model_state)
+            optimizer.load_state_dict(optimizer_state)
+        self.active = list(state["active"])
+
+
+class StackedLearner:
+    """K copies of one network as stacked tensors, trained and evaluated by one vmapped call."""
+
+    def __init__(self, model: torch.nn.Module, runs: list[dict[str, Any]], engine: Engine) -> None:
+        self.engine = engine
+        if engine.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.params, self.buffers = stack_module_state([model] * len(runs))
+        self.skeleton = copy.deepcopy(model).to("meta")  # structure only; weights come from the stacks
+        weight = next(iter(self.params.values()))
+        self.lr = torch.tensor([run["lr"] for run in runs], dtype=weight.dtype, device=weight.device)
+        self.momentum, self.weight_decay = runs[0]["momentum"], runs[0]["weight_decay"]
+        self.velocity: dict[str, torch.Tensor] = {}
+        self.active = [True] * len(runs)
+
+        def logits(params, buffers, inputs):
+            return functional_call(self.skeleton, (params, buffers), (inputs,))
+
+        def loss(params, buffers, inputs, labels):
+            return F.cross_entropy(logits(params, buffers, inputs), labels)
+
+        self.losses = vmap(loss, in_dims=(0, 0, None, None))
+        self.logits = vmap(logits, in_dims=(0, 0, None))
+        if engine.compile != "false":
+            mode = None if engine.compile == "default" else engine.compile
+            self.losses = torch.compile(self.losses, mode=mode, dynamic=False)
+
+    def _per_model(self, tensor: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """`value` (one entry per model) shaped to broadcast against a stacked `tensor`."""
+        return value.view(-1, *([1] * (tensor.ndim - 1)))
+
+    def step(self, inputs: torch.Tensor, labels: torch.Tensor) -> None:
+        """The sum of the K losses has, for each model's weights, that model's own gradient."""
+        self.skeleton.train()
+        names = list(self.params)
+        with autocast(self.engine):
+            losses = self.losses(self.params, self.buffers, to_layout(inputs, self.engine), labels)
+        gradients = torch.autograd.grad(losses.sum(), [self.params[name] for name in names])
+        active = torch.tensor(self.active, device=self.lr.device)
+        lr = torch.where(active, self.lr, 0.0)  # a diverged model is left as it is
+        with torch.no_grad():
+            for name, gradient in zip(names, gradients, strict=True):
+                weight = self.params[name]
+                if self.weight_decay:
+                    gradient = gradient.add(weight, alpha=self.weight_decay)
+                if self.momentum:
+                    if name not in self.velocity:
+                        self.velocity[name] = gradient.clone()
+                    else:
+                        self.velocity[name].mul_(self.momentum).add_(gradient)
+                    gradient = self.velocity[name]
+                weight.sub_(gradient * self._per_model(gradient, lr))
+
+    @torch.inference_mode()
+    def evaluate(self, data: MemoryData | LoaderData, split: str, batch_size: int) -> list[tuple[float, float]]:
+        self.skeleton.eval()
+        totals = torch.zeros(len(self.active), dtype=torch.float64, device=self.lr.device)
+        counts = torch.zeros(len(self.active), dtype=torch.int64, device=self.lr.device)
+        for inputs, labels in data.eval_batches(split, batch_size):
+            with autocast(self.engine):
+                logits = self.logits(self.params, self.buffers, to_layout(inputs, self.engine)).float()
+            _accumulate(totals, counts, logits, labels)
+        return _means(totals, counts, data.size(split), self.active)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "params": {name: tensor.detach() for name, tensor in self.params.items()},
+            "buffers": self.buffers,
+            "velocity": self.velocity,
+            "active": list(self.active),
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            for name, tensor in state["params"].items():
+                self.params[name].copy_(tensor)
+            for name, tensor in state["buffers"].items():
+                self.buffers[name].copy_(tensor)
+        device = self.lr.device
+        self.velocity = {name: tensor.to(device) for name, tensor in state["velocity"].items()}
+        self.active = list(state["active"])

@@ -1,0 +1,303 @@
+"""The plan of a config: its runs, the packs that train them, every training path, the rules' params.
+
+Snakemake plans from this module (the rule files ask it and declare no path template of its own), and
+so can any script. It imports neither torch nor matplotlib: a dry run of the paper's 1,600 runs costs
+what Snakemake itself costs (benchmarks/planning.py).
+
+A **pack** is the runs of one (experiment, data set, model, batch size, seed) that one training job
+trains together; they differ only in learning rate. `training.pack.size` cuts each experiment's list of
+learning rates into chunks of at most that many (1: every run is its own job).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bslr.catalog import DATASETS
+from bslr.config import EXECUTION_KEYS, format_lr, job_resources, run_settings, training_settings, validate_config
+
+# Per-run results (the output contract), and per-pack files: `{lrs}` is the pack's learning rate, or its
+# first and last ("0.04-0.2"), so that a pack of one has the paths of its run.
+RUN = "results/runs/{experiment}/{dataset}/{model}/bs{batch_size}_lr{lr}_seed{seed}.parquet"
+CHECKPOINT = "results/checkpoints/{experiment}/{dataset}/{model}/bs{batch_size}_lr{lrs}_seed{seed}.pt"
+TRAIN_LOG = "logs/train/{experiment}/{dataset}/{model}/bs{batch_size}_lr{lrs}_seed{seed}.log"
+TRAIN_BENCHMARK = "results/benchmarks/train/{experiment}/{dataset}/{model}/bs{batch_size}_lr{lrs}_seed{seed}.tsv"
+EXECUTION = "results/execution/{experiment}.json"
+EXECUTION_LOG = "logs/execution/{experiment}.log"
+SCENARIO_FIGURE = "results/figures/{experiment}/{dataset}/{model}/{name}.{extension}"
+SCENARIO_FIGURE_LOG = "logs/figures/{experiment}/{dataset}/{model}/{name}.log"
+EXPERIMENT_FIGURE = "results/figures/{experiment}/{name}.{extension}"
+EXPERIMENT_FIGURE_LOG = "logs/figures/{experiment}/{name}.log"
+
+# Figures drawn per scenario and per experiment (`bslr.figures` draws them; a test keeps both in step),
+# and the table each is drawn from when not runs.parquet: "epochs" or "correlations".
+SCENARIO_FIGURES = (
+    "acc_vs_batch_size",
+    "acc_vs_learning_rate",
+    "acc_vs_ratio",
+    "heatmap",
+    "heatmap_gap",
+    "training_curves",
+)
+EXPERIMENT_FIGURES = ("composite", "forest", "iso_ratio")
+FIGURE_TABLES = {"training_curves": "epochs", "forest": "correlations"}
+
+RUN_PATTERN = re.compile(
+    r"(?:.*/)?results/runs/(?P<experiment>[^/]+)/(?P<dataset>[^/]+)/(?P<model>[^/]+)/"
+    r"bs(?P<batch_size>\d+)_lr(?P<lr>[0-9.]+)_seed(?P<seed>\d+)\.parquet"
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One grid point: one per-run Parquet file."""
+
+    experiment: str
+    model: str
+    dataset: str
+    batch_size: int
+    lr: float
+    seed: int
+
+    @property
+    def path(self) -> str:
+        return RUN.format(
+            experiment=self.experiment,
+            dataset=self.dataset,
+            model=self.model,
+            batch_size=int(self.batch_size),
+            lr=format_lr(self.lr),
+            seed=int(self.seed),
+        )
+
+
+def expand_grid(config: dict[str, Any]) -> list[Run]:
+    """Every run of every experiment of a validated config, in a stable order."""
+    return [
+        Run(name, *point)
+        for name, experiment in config["experiments"].items()
+        for point in itertools.product(
+            experiment["models"],
+            experiment["datasets"],
+            experiment["batch_sizes"],
+            experiment["learning_rates"],
+            experiment["seeds"],
+        )
+    ]
+
+
+def scenarios(config: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(experiment, dataset, model) triples: the paper's unit of analysis and of figures."""
+    return [
+        (name, dataset, model)
+        for name, experiment in config["experiments"].items()
+        for dataset in experiment["datasets"]
+        for model in experiment["models"]
+    ]
+
+
+def generated_path(dataset: str, root: str | Path) -> Path | None:
+    """Where the workflow writes a data set it generates itself (MNIST-1D); None for the others."""
+    spec = DATASETS[dataset]
+    return Path(root) / spec.generated_file if spec.generated_file else None
+
+
+def figure_pattern(template: str, name: str, extension: str = "") -> str:
+    """A figure's path (or log) with its name and extension filled in, its scenario left as wildcards."""
+    return template.replace("{name}", name).replace("{extension}", extension)
+
+
+def run_of_path(path: str) -> Run:
+    """The run whose per-run Parquet `path` is (the file name is the run's identity)."""
+    match = RUN_PATTERN.fullmatch(str(path))
+    if match is None:
+        raise ValueError(f"{path} is not a per-run file path of the form {RUN}")
+    fields = match.groupdict()
+    return Run(
+        fields["experiment"],
+        fields["model"],
+        fields["dataset"],
+        int(fields["batch_size"]),
+        float(fields["lr"]),
+        int(fields["seed"]),
+    )
+
+
+def lrs_text(lrs: tuple[float, ...] | list[float]) -> str:
+    """A pack's name in its paths: its learning rate, or its first and last."""
+    return format_lr(lrs[0]) if len(lrs) == 1 else f"{format_lr(lrs[0])}-{format_lr(lrs[-1])}"
+
+
+@dataclass(frozen=True, eq=False)
+class TrainRule:
+    """One training rule of the workflow: the runs of `experiments` one per job (`lrs` None: an `{lr}`
+    wildcard), or one chunk `lrs` of an experiment's learning rates per job. Its methods are the rule's
+    threads, resources and params, as Snakemake calls them."""
+
+    plan: Plan
+    name: str
+    experiments: tuple[str, ...]
+    lrs: tuple[float, ...] | None = None
+
+    @property
+    def outputs(self) -> list[str]:
+        return [RUN] if self.lrs is None else [RUN.replace("{lr}", format_lr(lr)) for lr in self.lrs]
+
+    def _pack_path(self, template: str) -> str:
+        return template.replace("{lrs}", "{lr}" if self.lrs is None else lrs_text(self.lrs))
+
+    @property
+    def log(self) -> str:
+        return self._pack_path(TRAIN_LOG)
+
+    @property
+    def benchmark(self) -> str:
+        return self._pack_path(TRAIN_BENCHMARK)
+
+    @property
+    def experiment_pattern(self) -> str:
+        return "|".join(self.experiments)
+
+    def _lrs(self, wildcards: Any) -> tuple[float, ...]:
+        return (float(wildcards.lr),) if self.lrs is None else self.lrs
+
+    def threads(self, wildcards: Any) -> int:
+        return self.plan.training(wildcards.experiment)["threads"]
+
+    def resource(self, key: str) -> Any:
+        """The job's resource `key` (gpu, gpu_slots, mem_mb, runtime), by model, data set and pack size."""
+
+        def value(wildcards: Any) -> int:
+            runs = len(self._lrs(wildcards))
+            return self.plan.resources(wildcards.experiment, wildcards.model, wildcards.dataset, runs)[key]
+
+        return value
+
+    def protocol(self, wildcards: Any) -> str:
+        """Recorded by Snakemake: a change re-trains the job (see `Plan.protocol_json`)."""
+        return self.plan.protocol_json(
+            wildcards.experiment,
+            wildcards.model,
+            wildcards.dataset,
+            int(wildcards.batch_size),
+            int(wildcards.seed),
+            self._lrs(wildcards),
+        )
+
+    def settings(self, wildcards: Any, output: list[str]) -> str:
+        """The settings of the runs the job writes: derived from its outputs, so Snakemake records none."""
+        return self.plan.pack_settings_json(output)
+
+    def checkpoint(self, wildcards: Any, output: list[str]) -> str:
+        return self.plan.checkpoint(output)
+
+
+class Plan:
+    """A validated config and everything planned from it."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = validate_config(config)
+        self.runs = expand_grid(self.config)
+        self.experiments = list(self.config["experiments"])
+
+    @functools.cache  # noqa: B019 (one Plan per workflow; its settings never change)
+    def training(self, experiment: str) -> dict[str, Any]:
+        return training_settings(self.config, experiment)
+
+    def chunks(self, experiment: str) -> list[tuple[float, ...]]:
+        """The experiment's learning rates, in config order, cut into packs of at most `pack.size`."""
+        lrs = self.config["experiments"][experiment]["learning_rates"]
+        size = self.training(experiment)["pack"]["size"]
+        size = len(lrs) if size == "all" else size
+        return [tuple(lrs[start : start + size]) for start in range(0, len(lrs), size)]
+
+    def train_rules(self) -> list[TrainRule]:
+        """`train` for experiments of one run per job, then a rule per chunk of each packing experiment."""
+        single = tuple(name for name in self.experiments if self.training(name)["pack"]["size"] == 1)
+        rules = [TrainRule(self, "train", single)] if single else []
+        for name in self.experiments:
+            if name in single:
+                continue
+            chunks = self.chunks(name)
+            for index, lrs in enumerate(chunks, 1):
+                rule_name = f"train_pack_{name}" if len(chunks) == 1 else f"train_pack{index}_{name}"
+                rules.append(TrainRule(self, rule_name, (name,), lrs))
+        return rules
+
+    @functools.cache  # noqa: B019
+    def settings(self, run: Run) -> dict[str, Any]:
+        return run_settings(self.config, run)
+
+    def pack_runs(self, outputs: list[str]) -> list[Run]:
+        return [run_of_path(path) for path in outputs]
+
+    def pack_settings_json(self, outputs: list[str]) -> str:
+        """The settings of the runs a job writes, in the order of its outputs: `bslr train --settings`."""
+        return json.dumps([self.settings(run) for run in self.pack_runs(outputs)], sort_keys=True)
+
+    def protocol_json(
+        self, experiment: str, model: str, dataset: str, batch_size: int, seed: int, lrs: tuple[float, ...]
+    ) -> str:
+        """What invalidates a training job's outputs: the protocol its runs share (their settings but the
+        learning rate, which their file names carry). Under a serial learner each run computes as alone,
+        so how runs are packed is left out and re-packing re-trains nothing; any other learner's result
+        depends on its pack, whose learning rates are then part of it."""
+        run = Run(experiment, model, dataset, batch_size, lrs[0], seed)
+        protocol = {key: value for key, value in self.settings(run).items() if key != "lr"}
+        if protocol["learner"] != "serial":
+            protocol["pack_learning_rates"] = [float(lr) for lr in lrs]
+        return json.dumps(protocol, sort_keys=True)
+
+    def checkpoint(self, outputs: list[str]) -> str:
+        runs = self.pack_runs(outputs)
+        first = runs[0]
+        return CHECKPOINT.format(
+            experiment=first.experiment,
+            dataset=first.dataset,
+            model=first.model,
+            batch_size=first.batch_size,
+            seed=first.seed,
+            lrs=lrs_text([run.lr for run in runs]),
+        )
+
+    def resources(self, experiment: str, model: str, dataset: str, runs: int) -> dict[str, int]:
+        return job_resources(self.config, experiment, model, dataset, runs)
+
+    def execution_options_json(self, experiment: str) -> str:
+        """How an experiment's training jobs run (never what they compute), as its options file holds them."""
+        settings = self.training(experiment)
+        return json.dumps({key: settings[key] for key in EXECUTION_KEYS}, sort_keys=True)
+
+    def generated_data(self, wildcards: Any) -> list[str]:
+        """Data files a training job needs that the workflow itself makes (MNIST-1D)."""
+        path = generated_path(wildcards.dataset, self.config["data"]["root"])
+        return [str(path)] if path else []
+
+    def generated_file(self, dataset: str) -> str:
+        return str(generated_path(dataset, self.config["data"]["root"]))
+
+    def run_files(self) -> list[str]:
+        return [run.path for run in self.runs]
+
+    def figure_files(self) -> list[str]:
+        """Every figure of every scenario and experiment, PDF and PNG."""
+        files = []
+        for experiment, dataset, model in scenarios(self.config):
+            for name in SCENARIO_FIGURES:
+                for extension in ("pdf", "png"):
+                    files.append(
+                        SCENARIO_FIGURE.format(
+                            experiment=experiment, dataset=dataset, model=model, name=name, extension=extension
+                        )
+                    )
+        for experiment in self.experiments:
+            for name in EXPERIMENT_FIGURES:
+                for extension in ("pdf", "png"):
+                    files.append(EXPERIMENT_FIGURE.format(experiment=experiment, name=name, extension=extension))
+        return files
