@@ -62,7 +62,8 @@ def planned_jobs(workdir: Path, config_path: Path | None, *args: str) -> dict[st
 @pytest.fixture(scope="session")
 def mnist1d_root(tmp_path_factory) -> Path:
     """A data.root with MNIST-1D generated once for the whole test session."""
-    from bslr.data import generated_path, prepare_mnist1d
+    from bslr.data import prepare_mnist1d
+    from bslr.plan import generated_path
 
     root = tmp_path_factory.mktemp("data")
     prepare_mnist1d(generated_path("mnist1d", root))

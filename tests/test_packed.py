@@ -4,18 +4,18 @@ import copy
 import json
 import signal
 
+import bslr.packed
 import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from bslr.packed import StackedModels, train_packed, train_packed_to_files
 
-import bslr.packed
 from bslr import checkpoint
 from bslr.config import Run, run_settings, validate_config
 from bslr.engine import resolve_engine
 from bslr.errors import ConfigError, Interrupted
 from bslr.models import build_model
-from bslr.packed import StackedModels, train_packed, train_packed_to_files
 from bslr.storage import RUN_COLUMNS, read_run
 from bslr.train import RunOptions, train_run
 from conftest import planned_jobs, snakemake, tiny_config, write_config

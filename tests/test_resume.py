@@ -1,5 +1,6 @@
 """Nothing lost: resuming from checkpoints, SIGKILL of a real Snakemake job, signals, GPU memory."""
 
+import json
 import os
 import signal
 import subprocess
@@ -10,13 +11,14 @@ import pandas as pd
 import pytest
 import torch
 
+import bslr.learners
 import bslr.train
 from bslr import checkpoint
 from bslr.errors import Interrupted, OutOfMemory
 from bslr.storage import RUN_COLUMNS, read_run
-from bslr.train import RunOptions, train_run, train_to_file
+from bslr.train import RunOptions, train_pack_to_files
 from conftest import REPO, SNAKEMAKE, snakemake, tiny_config, write_config
-from test_train import settings
+from test_train import pack, settings, train_one
 
 METRICS = [column for column in RUN_COLUMNS if column != "seconds"]
 
@@ -26,70 +28,26 @@ def crash_at_epoch(monkeypatch, epoch: int) -> None:
     real, calls = bslr.train.evaluate, []
 
     def evaluate(*args):
-        calls.append(args[2])
-        if len(calls) > 2 * (epoch - 1):
+        calls.append(1)
+        if len(calls) >= epoch:
             raise KeyboardInterrupt("killed")
         return real(*args)
 
     monkeypatch.setattr(bslr.train, "evaluate", evaluate)
 
 
-def test_resumed_run_equals_an_uninterrupted_one(mnist1d_root, tmp_path, monkeypatch, capsys):
-    run = settings(mnist1d_root, model="cnn1d", epochs=4, batch_size=32)
-    reference, _ = train_run(run)
-    path = tmp_path / "run.pt"
-    with monkeypatch.context() as patch:
-        crash_at_epoch(patch, 3)
-        with pytest.raises(KeyboardInterrupt):
-            train_run(run, RunOptions(checkpoint=str(path)))
-    assert len(checkpoint.load(path, checkpoint.settings_hash(run))["rows"]) == 2
-    resumed, metadata = train_run(run, RunOptions(checkpoint=str(path)))
-    assert "resuming from" in capsys.readouterr().err and metadata["resumed"] == "true"
-    pd.testing.assert_frame_equal(resumed[METRICS], reference[METRICS], check_exact=True)
+def signal_at_step(monkeypatch, step: int) -> None:
+    """Send SIGUSR1 to this process during training step number `step` (counted from 1 over epochs)."""
+    for learner in (bslr.learners.SerialLearner, bslr.learners.StackedLearner):
+        real, calls = learner.step, []
 
+        def counted(self, *args, real=real, calls=calls):
+            calls.append(1)
+            if len(calls) == step:
+                signal.raise_signal(signal.SIGUSR1)
+            return real(self, *args)
 
-def test_checkpoint_of_other_settings_is_refused(mnist1d_root, tmp_path, monkeypatch, capsys):
-    path = tmp_path / "run.pt"
-    with monkeypatch.context() as patch:
-        crash_at_epoch(patch, 2)
-        with pytest.raises(KeyboardInterrupt):
-            train_run(settings(mnist1d_root, epochs=3, lr=0.05), RunOptions(checkpoint=str(path)))
-    other = settings(mnist1d_root, epochs=3, lr=0.1)
-    frame, metadata = train_run(other, RunOptions(checkpoint=str(path)))
-    assert "refusing checkpoint" in capsys.readouterr().err and metadata["resumed"] == "false"
-    fresh, _ = train_run(other)
-    pd.testing.assert_frame_equal(frame[METRICS], fresh[METRICS], check_exact=True)
-
-
-def test_checkpoint_is_removed_after_the_parquet_unless_kept(mnist1d_root, tmp_path):
-    for keep in (False, True):
-        path = tmp_path / f"keep{keep}.pt"
-        train_to_file(
-            settings(mnist1d_root, epochs=3),
-            str(tmp_path / f"{keep}.parquet"),
-            RunOptions(checkpoint=str(path), keep_checkpoint=keep),
-        )
-        assert path.exists() == keep
-    # a kept checkpoint loads with weights_only=True: plain tensors and containers only
-    state = torch.load(tmp_path / "keepTrue.pt", weights_only=True)
-    assert state["settings_hash"] == checkpoint.settings_hash(settings(mnist1d_root, epochs=3))
-
-
-def test_unreadable_checkpoint_is_ignored(mnist1d_root, tmp_path, capsys):
-    path = tmp_path / "run.pt"
-    path.write_bytes(b"truncated")
-    frame, _ = train_run(settings(mnist1d_root), RunOptions(checkpoint=str(path)))
-    assert len(frame) == 2 and "ignoring unreadable checkpoint" in capsys.readouterr().err
-
-
-def test_out_of_memory_names_model_and_batch_size(mnist1d_root, tmp_path, monkeypatch):
-    def out_of_memory(*args, **kwargs):
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-
-    monkeypatch.setattr(bslr.train, "train_run", out_of_memory)
-    with pytest.raises(OutOfMemory, match="training cnn1d on mnist1d at batch size 64: run it on a GPU with more"):
-        train_to_file(settings(mnist1d_root), str(tmp_path / "run.parquet"))
-    assert not (tmp_path / "run.parquet").exists()
+        monkeypatch.setattr(learner, "step", counted)
 
 
 def wait_for(path, process, seconds=120):
@@ -100,8 +58,87 @@ def wait_for(path, process, seconds=120):
         time.sleep(0.05)
 
 
+@pytest.mark.parametrize("learner", ["serial", "stacked"])
+@pytest.mark.parametrize("size", [1, 3])
+@pytest.mark.parametrize("interruption", ["SIGKILL", "SIGUSR1 mid-epoch"])
+def test_an_interrupted_pack_resumes_to_the_metrics_of_an_uninterrupted_one(
+    mnist1d_root, tmp_path, monkeypatch, capsys, interruption, size, learner
+):
+    runs = pack(mnist1d_root, lrs=(0.05, 0.1, 0.2)[:size], learner=learner, model="cnn1d", batch_size=32, epochs=4)
+    reference = bslr.train.train_pack(runs)
+    path, outputs = tmp_path / "pack.pt", [str(tmp_path / f"run{index}.parquet") for index in range(size)]
+    if interruption == "SIGKILL":  # a real `bslr train` job, killed with no chance to clean up
+        command = [sys.executable, "-m", "bslr", "train", "--settings", json.dumps(runs), "--output", *outputs]
+        process = subprocess.Popen([*command, "--checkpoint", str(path)], stdout=subprocess.DEVNULL)
+        wait_for(path, process)
+        process.kill()
+        assert process.wait() == -signal.SIGKILL
+        assert 1 <= max(len(rows) for rows in checkpoint.load(path, fingerprint(runs, learner))["rows"]) < 4
+    else:  # 125 steps per epoch: the signal arrives at epoch 2, step 10, and the checkpoint keeps that step
+        with monkeypatch.context() as patch:
+            signal_at_step(patch, 135)
+            with pytest.raises(Interrupted, match="received signal SIGUSR1 in epoch 2"):
+                bslr.train.train_pack(runs, RunOptions(checkpoint=str(path)))
+        state = checkpoint.load(path, fingerprint(runs, learner))
+        assert [len(rows) for rows in state["rows"]] == [1] * size and state["partial"]["step"] == 10
+    frames = train_pack_to_files(runs, outputs, RunOptions(checkpoint=str(path)))
+    assert "resuming from" in capsys.readouterr().err and not path.exists()
+    for output, frame, (expected, _) in zip(outputs, frames, reference, strict=True):
+        assert read_run(output)[1]["resumed"] == "true"
+        pd.testing.assert_frame_equal(frame[METRICS], expected[METRICS], check_exact=True)
+
+
+def fingerprint(runs: list[dict], learner: str) -> str:
+    return checkpoint.settings_hash({"runs": runs, "learner": learner})
+
+
+def test_checkpoint_of_other_settings_is_refused(mnist1d_root, tmp_path, monkeypatch, capsys):
+    path = tmp_path / "run.pt"
+    with monkeypatch.context() as patch:
+        crash_at_epoch(patch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            train_one(settings(mnist1d_root, epochs=3, lr=0.05), RunOptions(checkpoint=str(path)))
+    other = settings(mnist1d_root, epochs=3, lr=0.1)
+    frame, metadata = train_one(other, RunOptions(checkpoint=str(path)))
+    assert "refusing checkpoint" in capsys.readouterr().err and metadata["resumed"] == "false"
+    fresh, _ = train_one(other)
+    pd.testing.assert_frame_equal(frame[METRICS], fresh[METRICS], check_exact=True)
+
+
+def test_checkpoint_is_removed_after_the_parquet_unless_kept(mnist1d_root, tmp_path):
+    for keep in (False, True):
+        path = tmp_path / f"keep{keep}.pt"
+        train_pack_to_files(
+            [settings(mnist1d_root, epochs=3)],
+            [str(tmp_path / f"{keep}.parquet")],
+            RunOptions(checkpoint=str(path), keep_checkpoint=keep),
+        )
+        assert path.exists() == keep
+    # a kept checkpoint loads with weights_only=True: plain tensors and containers only
+    state = torch.load(tmp_path / "keepTrue.pt", weights_only=True)
+    assert state["settings_hash"] == fingerprint([settings(mnist1d_root, epochs=3)], "serial")
+
+
+def test_unreadable_checkpoint_is_ignored(mnist1d_root, tmp_path, capsys):
+    path = tmp_path / "run.pt"
+    path.write_bytes(b"truncated")
+    frame, _ = train_one(settings(mnist1d_root), RunOptions(checkpoint=str(path)))
+    assert len(frame) == 2 and "ignoring unreadable checkpoint" in capsys.readouterr().err
+
+
+def test_out_of_memory_names_model_and_batch_size(mnist1d_root, tmp_path, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(bslr.train, "train_pack", out_of_memory)
+    with pytest.raises(OutOfMemory, match="training 1 cnn1d run.s. on mnist1d at batch size 64: run it on a GPU"):
+        train_pack_to_files([settings(mnist1d_root)], [str(tmp_path / "run.parquet")])
+    assert not (tmp_path / "run.parquet").exists()
+    with pytest.raises(OutOfMemory, match="training 3 mlp run.s. .* use a smaller training.pack.size"):
+        train_pack_to_files(pack(mnist1d_root, model="mlp"), [str(tmp_path / f"{i}.parquet") for i in range(3)])
+
+
 def test_sigterm_stops_cleanly_and_the_rerun_resumes(mnist1d_root, tmp_path):
-    import json
 
     run = settings(mnist1d_root, model="cnn1d", epochs=6, batch_size=16)
     output, ckpt = tmp_path / "run.parquet", tmp_path / "run.pt"
@@ -126,7 +163,7 @@ def test_sigterm_stops_cleanly_and_the_rerun_resumes(mnist1d_root, tmp_path):
     subprocess.run(command, check=True, capture_output=True)
     frame, metadata = read_run(output)
     assert metadata["resumed"] == "true"
-    reference, _ = train_run(run)
+    reference, _ = train_one(run)
     pd.testing.assert_frame_equal(frame[METRICS], reference[METRICS], check_exact=True)
 
 
@@ -165,25 +202,3 @@ def test_sigkilled_snakemake_job_resumes_to_identical_metrics(tmp_path):
     assert "resuming from" in (killed / "logs/train/tiny/mnist1d/cnn1d/bs16_lr0.1_seed0.log").read_text()
     pd.testing.assert_frame_equal(resumed[METRICS], reference[METRICS], check_exact=True)
     assert not (killed / "results/checkpoints/tiny/mnist1d/cnn1d/bs16_lr0.1_seed0.pt").exists()
-
-
-def test_signal_mid_epoch_checkpoints_that_step_and_resumes_identically(mnist1d_root, tmp_path, monkeypatch):
-    run = settings(mnist1d_root, model="cnn1d", epochs=3, batch_size=32)
-    reference, _ = train_run(run)
-    path = tmp_path / "run.pt"
-    real, calls = bslr.train.F.cross_entropy, []
-
-    def cross_entropy(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 150:  # epoch 2 (125 training steps and 5 evaluation batches per epoch)
-            signal.raise_signal(signal.SIGTERM)
-        return real(*args, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(bslr.train.F, "cross_entropy", cross_entropy)
-        with pytest.raises(Interrupted, match="received signal SIGTERM in epoch 2"):
-            train_run(run, RunOptions(checkpoint=str(path)))
-    state = checkpoint.load(path, checkpoint.settings_hash(run))
-    assert len(state["rows"]) == 1 and state["partial"]["step"] == 20
-    resumed, _ = train_run(run, RunOptions(checkpoint=str(path)))
-    pd.testing.assert_frame_equal(resumed[METRICS], reference[METRICS], check_exact=True)

@@ -1,59 +1,122 @@
+"""The training core: one loop for a pack of K >= 1 runs; a single run is a pack of one."""
+
 import json
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from bslr.config import Run, run_settings, validate_config
+from bslr.config import validate_config
+from bslr.errors import ConfigError
+from bslr.plan import Run
 from bslr.storage import RUN_COLUMNS, read_run
-from bslr.train import train_run, train_to_file
+from bslr.train import RunOptions, train_pack, train_pack_to_files
 from conftest import tiny_config
+
+METRICS = [column for column in RUN_COLUMNS if column != "seconds"]
 
 
 def settings(root, model="cnn1d", batch_size=64, lr=0.1, seed=3, **overrides) -> dict:
     """A run's settings resolved from a real config, as the workflow passes them to `bslr train`."""
+    from bslr.config import run_settings
+
     raw = tiny_config(models=[model], epochs=overrides.pop("epochs", 2), device="cpu", **overrides)
     raw["data"] = {"root": str(root)}
     return run_settings(validate_config(raw), Run("tiny", model, "mnist1d", batch_size, lr, seed))
 
 
+def pack(root, lrs=(0.05, 0.1, 0.2), learner="serial", **overrides) -> list[dict]:
+    """Settings of runs that differ only in learning rate, for `learner`."""
+    return [settings(root, lr=lr, pack={"size": "all", "learner": learner}, **overrides) for lr in lrs]
+
+
+def train_one(run: dict, options: RunOptions | None = None) -> tuple[pd.DataFrame, dict]:
+    (result,) = train_pack([run], options or RunOptions())
+    return result
+
+
 def test_same_settings_give_identical_metrics(mnist1d_root):
-    first, _ = train_run(settings(mnist1d_root))
-    second, _ = train_run(settings(mnist1d_root))
-    metrics = [column for column in RUN_COLUMNS if column != "seconds"]
-    pd.testing.assert_frame_equal(first[metrics], second[metrics], check_exact=True)
+    first, _ = train_one(settings(mnist1d_root))
+    second, _ = train_one(settings(mnist1d_root))
+    pd.testing.assert_frame_equal(first[METRICS], second[METRICS], check_exact=True)
 
 
 def test_seed_changes_the_run(mnist1d_root):
-    first, _ = train_run(settings(mnist1d_root, seed=0))
-    second, _ = train_run(settings(mnist1d_root, seed=1))
+    first, _ = train_one(settings(mnist1d_root, seed=0))
+    second, _ = train_one(settings(mnist1d_root, seed=1))
     assert not first["train_loss"].equals(second["train_loss"])
 
 
-def test_training_learns_and_records_every_epoch(mnist1d_root):
-    frame, metadata = train_run(settings(mnist1d_root, epochs=3, lr=0.2, batch_size=16))
+def test_training_learns_and_records_every_epoch(mnist1d_root, capsys):
+    frame, metadata = train_one(settings(mnist1d_root, epochs=3, lr=0.2, batch_size=16))
     assert list(frame.columns) == RUN_COLUMNS
     assert frame["epoch"].tolist() == [1, 2, 3]
     assert frame["train_loss"].is_monotonic_decreasing
     assert frame["test_acc"].iloc[-1] > 0.4  # chance is 0.1
     assert frame[["train_acc", "test_acc"]].stack().between(0, 1).all()
     assert (frame["lr"] == 0.2).all() and (frame["batch_size"] == 16).all()
-    assert metadata["diverged"] == "false"
+    assert metadata["diverged"] == "false" and metadata["learner"] == "serial"
+    assert json.loads(metadata["packed_learning_rates"]) == [0.2]
+    # one progress line per epoch, with the time left
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert [line.split(" ", 2)[1] for line in lines] == ["1/3", "2/3", "3/3"]
+    assert "s left): lr 0.2: train loss" in lines[0]
 
 
-def test_divergence_stops_the_run_and_is_recorded(mnist1d_root):
-    frame, metadata = train_run(settings(mnist1d_root, model="mlp", lr=1e4, batch_size=16, epochs=5))
+@pytest.mark.parametrize("model", ["mlp", "cnn1d"])
+def test_a_serial_pack_is_bitwise_its_runs_trained_alone(mnist1d_root, model):
+    runs = pack(mnist1d_root, model=model, batch_size=32, epochs=3)
+    packed = train_pack(runs)
+    for (frame, metadata), run in zip(packed, runs, strict=True):
+        alone, _ = train_one(run)
+        pd.testing.assert_frame_equal(frame[METRICS], alone[METRICS], check_exact=True)
+        assert json.loads(metadata["settings"]) == run
+        assert json.loads(metadata["packed_learning_rates"]) == [0.05, 0.1, 0.2]
+        assert metadata["learner"] == "serial" and json.loads(metadata["engine"])["device"] == "cpu"
+
+
+def test_serial_pack_with_momentum_and_weight_decay_is_bitwise_its_runs(mnist1d_root):
+    runs = pack(mnist1d_root, lrs=(0.01, 0.05), model="mlp", momentum=0.9, weight_decay=5e-4)
+    for (frame, _), run in zip(train_pack(runs), runs, strict=True):
+        pd.testing.assert_frame_equal(frame[METRICS], train_one(run)[0][METRICS], check_exact=True)
+
+
+@pytest.mark.parametrize("learner", ["serial", "stacked"])
+def test_a_diverged_learning_rate_stops_alone(mnist1d_root, learner):
+    runs = pack(mnist1d_root, lrs=(0.1, 1e4), learner=learner, model="mlp", batch_size=16, epochs=3)
+    (good, good_metadata), (bad, bad_metadata) = train_pack(runs)
+    assert bad_metadata["diverged"] == "true" and len(bad) == json.loads(bad_metadata["diverged_epoch"]) < 3
+    assert good_metadata["diverged"] == "false" and len(good) == 3
+    # the diverged model's NaNs stay in its own slice: its partner trains as with a finite partner (for
+    # the stacked learner, a pack of the same shape runs the same kernels, so the comparison is bitwise)
+    (expected, _), _ = train_pack([runs[0], dict(runs[1], lr=0.2)])
+    pd.testing.assert_frame_equal(good[METRICS], expected[METRICS], check_exact=True)
+
+
+def test_a_single_run_divergence_ends_the_run(mnist1d_root):
+    frame, metadata = train_one(settings(mnist1d_root, model="mlp", lr=1e4, batch_size=16, epochs=5))
     assert metadata["diverged"] == "true"
     assert len(frame) == json.loads(metadata["diverged_epoch"]) < 5
 
 
+def test_runs_that_differ_in_more_than_lr_are_refused(mnist1d_root, tmp_path):
+    runs = pack(mnist1d_root, lrs=(0.1, 0.2), model="mlp")
+    runs[1] = dict(runs[1], batch_size=64 * 2)
+    with pytest.raises(ConfigError, match=r"differ only in lr, but these settings differ too: \['batch_size'\]"):
+        train_pack(runs)
+    with pytest.raises(ConfigError, match="distinct learning rates"):
+        train_pack([runs[0], runs[0]])
+    with pytest.raises(ConfigError, match="2 runs but 1 output files"):
+        train_pack_to_files(runs[:1] * 2, [str(tmp_path / "one.parquet")])
+
+
 def test_per_run_parquet_carries_provenance(mnist1d_root, tmp_path):
     output = tmp_path / "runs" / "bs64_lr0.1_seed3.parquet"
-    train_to_file(settings(mnist1d_root), str(output))
+    train_pack_to_files([settings(mnist1d_root)], [str(output)])
     frame, metadata = read_run(output)
     assert len(frame) == 2
     assert json.loads(metadata["settings"]) == settings(mnist1d_root)
-    for key in ("bslr_version", "torch_version", "cuda_version", "device", "host", "slurm_job_id"):
+    for key in ("bslr_version", "torch_version", "cuda_version", "device", "host", "slurm_job_id", "learner"):
         assert key in metadata
     assert metadata["device"].startswith("cpu")
     assert list(output.parent.iterdir()) == [output]  # no temporary file left behind
@@ -64,4 +127,4 @@ def test_missing_data_names_the_file_and_the_fix(tmp_path):
     from bslr.data import DataError
 
     with pytest.raises(DataError, match=r"mnist1d\.npz is missing; generate it with `bslr prepare-data"):
-        train_run(settings(tmp_path))
+        train_one(settings(tmp_path))

@@ -206,7 +206,7 @@ def _train_pack(
     data = load_training_data(settings, device, options)
     engine = resolve_engine(settings, device, len(DATASETS[settings["dataset"]].input_shape))
     configure_backends(engine)
-    learner_name = resolve_learner(settings["learner"], device, len(runs))
+    learner_name = resolve_learner(settings["learner"], len(runs))
     learner = build_learner(learner_name, initial_model(settings, device), runs, engine)
     generators = data_generators(settings, data)
 
