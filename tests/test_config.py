@@ -3,16 +3,8 @@ import math
 
 import pytest
 
-from bslr.config import (
-    ConfigError,
-    Run,
-    expand_grid,
-    format_lr,
-    run_path,
-    run_settings,
-    scenarios,
-    validate_config,
-)
+from bslr.config import ConfigError, format_lr, job_resources, run_settings, validate_config
+from bslr.plan import Run, expand_grid, scenarios
 from conftest import tiny_config
 
 
@@ -42,7 +34,7 @@ def test_format_lr_is_shortest_round_trip(value, text):
 
 def test_run_path_follows_the_contract():
     assert (
-        run_path("paper", "cifar10", "vgg19", 16, 0.1, 0) == "results/runs/paper/cifar10/vgg19/bs16_lr0.1_seed0.parquet"
+        Run("paper", "vgg19", "cifar10", 16, 0.1, 0).path == "results/runs/paper/cifar10/vgg19/bs16_lr0.1_seed0.parquet"
     )
 
 
@@ -66,7 +58,7 @@ def test_defaults_are_filled_and_threads_stay_out_of_the_protocol():
         "tf32": True,
         "channels_last": "auto",
         "compile": False,
-        "pack_learning_rates": False,
+        "pack": {"size": 1, "learner": "serial"},
     }
     assert config["figures"]["heatmap"]["dpi"] == 60  # the user's value survives
     assert config["figures"]["acc_vs_ratio"]["dpi"] == 200
@@ -82,9 +74,10 @@ def test_defaults_are_filled_and_threads_stay_out_of_the_protocol():
         "runtime",
         "keep_checkpoints",
         "deterministic",
-        "pack_learning_rates",
+        "pack",
     }
     assert not execution & set(settings)
+    assert settings["learner"] == "serial"  # how a pack computes is protocol; how many runs share a job is not
     # the engine options change a GPU run's arithmetic: they are part of its settings
     assert {"precision", "tf32", "channels_last", "compile"} <= set(settings)
     assert settings["mlp_hidden"] == [100, 100]
@@ -143,6 +136,10 @@ def broken(path: list, value) -> dict:
         (["experiments"], {}, "experiments"),
         (["analysis", "outcomes"], ["final_test_accuracy"], "analysis.outcomes[0]"),
         (["training", "device"], "tpu", 'training.device = "tpu"'),
+        (["training", "pack"], {"size": 0}, "training.pack.size = 0"),
+        (["training", "pack"], {"size": "some"}, 'training.pack.size = "some"'),
+        (["training", "pack"], {"learner": "vmap"}, 'training.pack.learner = "vmap"'),
+        (["training", "pack_learning_rates"], True, "training.pack_learning_rates was renamed: pack_learning_rates is"),
     ],
 )
 def test_bad_configs_name_the_key(path, value, expected):
@@ -151,9 +148,7 @@ def test_bad_configs_name_the_key(path, value, expected):
     assert expected in str(caught.value)
 
 
-def test_job_resources_follow_model_and_data_set():
-    from bslr.config import job_resources
-
+def test_job_resources_follow_model_data_set_and_pack():
     raw = tiny_config()
     raw["experiments"]["cifar"] = {
         **tiny_config()["experiments"]["tiny"],
@@ -161,16 +156,18 @@ def test_job_resources_follow_model_and_data_set():
         "datasets": ["cifar10"],
     }
     raw["experiments"]["cpu"] = {**raw["experiments"]["cifar"], "device": "cpu", "runtime": 30}
-    raw["experiments"]["packed"] = {**raw["experiments"]["cifar"], "pack_learning_rates": True}
+    raw["experiments"]["stacked"] = {**raw["experiments"]["cifar"], "pack": {"size": "all", "learner": "stacked"}}
     config = validate_config(raw)
     assert job_resources(config, "tiny", "mlp", "mnist1d")["gpu"] == 0
     cifar = job_resources(config, "cifar", "resnet110", "cifar10")
     assert cifar["gpu"] == 1 and cifar["gpu_slots"] == 1 and cifar["mem_mb"] == 8000 and cifar["runtime"] > 10
     expected = {"gpu": 0, "gpu_slots": 0, "mem_mb": 8000, "runtime": 30}
     assert job_resources(config, "cpu", "resnet110", "cifar10") == expected
-    # a job training the 3 learning rates at once gets more time than one run (half of three runs' estimate)
-    packed = job_resources(config, "packed", "resnet110", "cifar10")
-    assert packed["runtime"] - 10 == math.ceil((cifar["runtime"] - 10) * 1.5) and packed["gpu"] == 1
+    # a stacked pack of 3 gets half of three runs' estimate; a serial pack of 3, three runs' time
+    stacked = job_resources(config, "stacked", "resnet110", "cifar10", runs=3)
+    assert stacked["runtime"] - 10 == math.ceil((cifar["runtime"] - 10) * 1.5) and stacked["gpu"] == 1
+    serial = job_resources(config, "cifar", "resnet110", "cifar10", runs=3)
+    assert serial["runtime"] - 10 == (cifar["runtime"] - 10) * 3
 
 
 def test_model_and_data_set_of_different_ranks_are_refused():

@@ -7,11 +7,13 @@ import pandas as pd
 import torch
 
 import bslr.engine
+import bslr.train
 from bslr.data import MemoryData
-from bslr.engine import claim_gpu, prepare_model, resolve_engine, sgd
+from bslr.engine import claim_gpu, resolve_engine
+from bslr.learners import build_learner
 from bslr.models import build_model
-from bslr.train import evaluate, train_epoch, train_run
-from test_train import settings
+from bslr.train import train_epoch
+from test_train import pack, settings, train_one
 
 DEFAULTS = {"precision": "fp32", "tf32": True, "channels_last": "auto", "compile": False}
 
@@ -27,8 +29,8 @@ def test_auto_options_resolve_per_device_and_model():
 
 
 def test_bf16_autocast_trains_close_to_fp32_and_is_recorded(mnist1d_root):
-    fp32, fp32_metadata = train_run(settings(mnist1d_root, model="cnn1d", epochs=2))
-    bf16, metadata = train_run(settings(mnist1d_root, model="cnn1d", epochs=2, precision="bf16"))
+    fp32, fp32_metadata = train_one(settings(mnist1d_root, model="cnn1d", epochs=2))
+    bf16, metadata = train_one(settings(mnist1d_root, model="cnn1d", epochs=2, precision="bf16"))
     assert json.loads(metadata["engine"]) == {
         "channels_last": False,
         "compile": "false",
@@ -42,12 +44,14 @@ def test_bf16_autocast_trains_close_to_fp32_and_is_recorded(mnist1d_root):
     pd.testing.assert_series_equal(bf16["train_loss"], fp32["train_loss"], check_exact=False, atol=0.05)
 
 
-def test_compiled_model_trains_like_the_eager_one(mnist1d_root):
-    eager, _ = train_run(settings(mnist1d_root, model="mlp", epochs=1))
-    compiled, metadata = train_run(settings(mnist1d_root, model="mlp", epochs=1, compile="default"))
-    assert json.loads(metadata["engine"])["compile"] == "default"
+def test_compiled_models_train_like_the_eager_ones(mnist1d_root):
+    # a serial pack of two: each model is compiled (once per model, within dynamo's recompile limit)
+    eager = bslr.train.train_pack(pack(mnist1d_root, lrs=(0.05, 0.1), model="mlp", epochs=1))
+    compiled = bslr.train.train_pack(pack(mnist1d_root, lrs=(0.05, 0.1), model="mlp", epochs=1, compile="default"))
     columns = ["train_loss", "test_loss", "train_acc", "test_acc"]
-    pd.testing.assert_frame_equal(compiled[columns], eager[columns], check_exact=False, rtol=1e-4, atol=1e-4)
+    for (frame, metadata), (expected, _) in zip(compiled, eager, strict=True):
+        assert json.loads(metadata["engine"])["compile"] == "default"
+        pd.testing.assert_frame_equal(frame[columns], expected[columns], check_exact=False, rtol=1e-4, atol=1e-4)
 
 
 def cifar_shaped(count: int = 64) -> MemoryData:
@@ -71,13 +75,17 @@ def test_channels_last_trains_the_same_model_in_nhwc():
     for channels_last in (False, True):
         engine = resolve_engine(dict(DEFAULTS, channels_last=channels_last), torch.device("cpu"), 3)
         torch.manual_seed(0)
-        model, forward = prepare_model(build_model("resnet20", (3, 32, 32), 10), engine)
+        learner = build_learner(
+            "serial",
+            build_model("resnet20", (3, 32, 32), 10),
+            [{"lr": 0.01, "momentum": 0.0, "weight_decay": 0.0}],
+            engine,
+        )
         if channels_last:
-            assert model.conv.weight.is_contiguous(memory_format=torch.channels_last)
+            assert learner.models[0].conv.weight.is_contiguous(memory_format=torch.channels_last)
         data = cifar_shaped()
-        optimizer = sgd(model.parameters(), {"lr": 0.01, "momentum": 0.0, "weight_decay": 0.0}, engine)
-        train_epoch(model, forward, optimizer, data, 16, torch.Generator().manual_seed(2), engine)
-        results.append(evaluate(model, data, "train", 1000, engine))
+        train_epoch(learner, data, 16, torch.Generator().manual_seed(2))
+        results.append(learner.evaluate(data, "train", 1000)[0])
     (loss, accuracy), (nhwc_loss, nhwc_accuracy) = results
     assert abs(nhwc_loss - loss) < 1e-3 * loss and abs(nhwc_accuracy - accuracy) <= 1 / 64
 

@@ -9,9 +9,10 @@ over a few steps, on any CPU, so the comparison tests the learners' arithmetic, 
 import pytest
 import torch
 
+from bslr.config import resolve_learner
 from bslr.data import MemoryData
 from bslr.engine import resolve_engine
-from bslr.learners import build_learner, resolve_learner
+from bslr.learners import build_learner
 from bslr.models import build_model
 
 ENGINE = {"precision": "fp32", "tf32": True, "channels_last": "auto", "compile": False}

@@ -1,8 +1,12 @@
 import pytest
 import torch
 
-from bslr.data import DATASETS
+from bslr.catalog import DATASETS, MODEL_INPUT_RANK, MODEL_NAMES
 from bslr.models import MODELS, build_model
+
+
+def test_the_torch_free_catalog_names_every_model():
+    assert tuple(MODELS) == MODEL_NAMES and set(MODEL_INPUT_RANK) <= set(MODELS)
 
 
 def test_mnist1d_models_map_signals_to_logits():

@@ -302,6 +302,7 @@ EXPERIMENT_FIGURES: dict[str, Callable[[pd.DataFrame, dict[str, Any]], plt.Figur
     "iso_ratio": iso_ratio,
 }
 
+
 def draw(
     name: str,
     table: pd.DataFrame,

@@ -45,14 +45,6 @@ class Learner(Protocol):
     def load(self, state: dict[str, Any]) -> None: ...
 
 
-def resolve_learner(name: str, runs: int) -> str:
-    """`auto`: stacked for two runs or more (3x faster for the MNIST-1D models on one CPU core, see
-    docs/performance.md), serial for one."""
-    if name == "auto":
-        return "stacked" if runs > 1 else "serial"
-    return name
-
-
 def build_learner(name: str, model: torch.nn.Module, runs: list[dict[str, Any]], engine: Engine) -> Learner:
     """The learner `name` (resolved) for the runs of a pack, every model starting from `model`'s weights."""
     if name == "serial":

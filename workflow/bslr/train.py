@@ -31,10 +31,11 @@ import torch
 import bslr
 from bslr import checkpoint
 from bslr.catalog import DATASETS
+from bslr.config import resolve_learner
 from bslr.data import LoaderData, MemoryData, load_dataset
 from bslr.engine import claim_gpu, configure_backends, resolve_device, resolve_engine
 from bslr.errors import ConfigError, Interrupted, OutOfMemory
-from bslr.learners import Learner, build_learner, resolve_learner
+from bslr.learners import Learner, build_learner
 from bslr.models import build_model
 from bslr.storage import RUN_COLUMNS, write_table
 
