@@ -63,12 +63,13 @@ def test_training_learns_and_records_every_epoch(mnist1d_root, capsys):
     assert "s left): lr 0.2: train loss" in lines[0]
 
 
-@pytest.mark.parametrize("model", ["mlp", "cnn1d"])
-def test_a_serial_pack_is_bitwise_its_runs_trained_alone(mnist1d_root, model):
+@pytest.mark.parametrize(("model", "threads"), [("mlp", 1), ("cnn1d", 1), ("cnn1d", 2)])
+def test_a_serial_pack_is_bitwise_its_runs_trained_alone(mnist1d_root, model, threads):
     runs = pack(mnist1d_root, model=model, batch_size=32, epochs=3)
-    packed = train_pack(runs)
+    options = RunOptions(threads=threads)  # the same thread count, so the same reductions, alone and packed
+    packed = train_pack(runs, options)
     for (frame, metadata), run in zip(packed, runs, strict=True):
-        alone, _ = train_one(run)
+        alone, _ = train_one(run, options)
         pd.testing.assert_frame_equal(frame[METRICS], alone[METRICS], check_exact=True)
         assert json.loads(metadata["settings"]) == run
         assert json.loads(metadata["packed_learning_rates"]) == [0.05, 0.1, 0.2]

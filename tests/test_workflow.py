@@ -134,9 +134,41 @@ def test_protocol_change_retrains_and_new_learning_rates_train_alone(tiny_workfl
 def test_configfile_replaces_the_default_experiments(tmp_path):
     shutil.copytree(REPO / "config", tmp_path / "config")
     default_jobs = planned_jobs(tmp_path, None)
-    assert default_jobs["train"] == 50 and default_jobs["prepare_mnist1d"] == 1
+    # 2 models x 5 batch sizes, each job a pack of the 5 learning rates
+    assert default_jobs["train_pack_mnist1d"] == 10 and default_jobs["prepare_mnist1d"] == 1
     other = tiny_config(batch_sizes=[32], learning_rates=[0.1])
     assert planned_jobs(tmp_path, write_config(tmp_path, other, "other.yaml"))["train"] == 1
+
+
+def test_packs_train_every_run_and_re_packing_a_serial_experiment_re_trains_nothing(tmp_path):
+    config = tiny_config(models=["mlp"], pack={"size": "all", "learner": "serial"})
+    config["experiments"]["separate"] = dict(tiny_config()["experiments"]["tiny"], batch_sizes=[64])
+    config_path = write_config(tmp_path, config)
+    jobs = planned_jobs(tmp_path, config_path)
+    assert jobs["train_pack_tiny"] == 3 and jobs["train"] == 3  # 3 batch sizes packed; 3 lrs separate
+    snakemake(tmp_path, config_path, "--cores", "2", "results/aggregate/runs.parquet")
+    runs = pd.read_parquet(tmp_path / "results/aggregate/runs.parquet")
+    assert len(runs) == 12 and not runs["diverged"].any()
+    metrics = [column for column in RUN_COLUMNS if column != "seconds"]
+    for lr in ("0.05", "0.1", "0.15"):
+        packed, metadata = read_run(tmp_path / f"results/runs/tiny/mnist1d/mlp/bs64_lr{lr}_seed0.parquet")
+        assert json.loads(metadata["packed_learning_rates"]) == [0.05, 0.1, 0.15]
+        separate, _ = read_run(tmp_path / f"results/runs/separate/mnist1d/mlp/bs64_lr{lr}_seed0.parquet")
+        pd.testing.assert_frame_equal(packed[metrics], separate[metrics], check_exact=True)
+    log = (tmp_path / "logs/train/tiny/mnist1d/mlp/bs64_lr0.05-0.15_seed0.log").read_text()
+    assert log.count("wrote results/runs/tiny/mnist1d/mlp/bs64_lr") == 3 and "epoch 2/2" in log
+    assert not list((tmp_path / "results").glob("checkpoints/**/*.pt"))
+
+    target = ["results/aggregate/runs.parquet"]
+    for size in (1, 2):  # each serial run computes as if alone: how they are packed re-trains nothing
+        config["experiments"]["tiny"]["pack"] = {"size": size, "learner": "serial"}
+        assert planned_jobs(tmp_path, write_config(tmp_path, config), *target) == {}
+    config["experiments"]["tiny"]["pack"] = {"size": 2, "learner": "stacked"}  # other arithmetic: re-trains
+    assert planned_jobs(tmp_path, write_config(tmp_path, config), *target) == {
+        "train_pack1_tiny": 3,
+        "train_pack2_tiny": 3,
+        "aggregate": 1,
+    }
 
 
 def test_bad_config_stops_before_any_job_with_one_message(tmp_path):

@@ -1,0 +1,107 @@
+"""The plan: torch-free, the one place that knows the grid, the packs and the training paths."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from bslr.plan import (
+    EXPERIMENT_FIGURES,
+    SCENARIO_FIGURES,
+    Plan,
+    Run,
+    lrs_text,
+    run_of_path,
+)
+from conftest import REPO, tiny_config
+
+HEAVY = ("torch", "matplotlib", "seaborn")
+
+
+def test_planning_the_paper_imports_neither_torch_nor_plotting_libraries(tmp_path):
+    """A real `snakemake -n` of the paper's 1,600 runs, with every import it makes listed by Python."""
+    command = [sys.executable, "-X", "importtime", "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile")]
+    command += ["--directory", str(tmp_path), "--configfile", str(REPO / "config/paper.yaml")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "bslr.plan" in imported and "snakemake" in imported  # the listing is real
+    assert not {name for name in imported if name.split(".")[0] in HEAVY}
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout.split("Job stats:")[1], flags=re.MULTILINE))
+    # 1,600 runs, execution options, aggregate, stats, 6 figures x 4 scenarios, 3 experiment figures, all
+    assert jobs["train"] == "1600" and jobs["total"] == str(1600 + 3 + 4 * 6 + 3 + 1)
+
+
+def test_a_plan_in_process_imports_nothing_heavy():
+    code = (
+        "import sys, yaml\nfrom bslr.plan import Plan\n"
+        f"plan = Plan(yaml.safe_load(open({str(REPO / 'config/paper.yaml')!r})))\n"
+        "assert len(plan.runs) == 1600 and plan.train_rules()\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def packing(size, learner="serial", lrs=(0.05, 0.1, 0.15, 0.2, 0.25)) -> Plan:
+    config = tiny_config(learning_rates=list(lrs), pack={"size": size, "learner": learner})
+    config["experiments"]["alone"] = tiny_config()["experiments"]["tiny"]
+    return Plan(config)
+
+
+def test_packs_are_chunks_of_the_learning_rates_in_config_order():
+    assert packing("all").chunks("tiny") == [(0.05, 0.1, 0.15, 0.2, 0.25)]
+    assert packing(2).chunks("tiny") == [(0.05, 0.1), (0.15, 0.2), (0.25,)]
+    rules = packing(2).train_rules()
+    assert [(rule.name, rule.experiments, rule.lrs) for rule in rules] == [
+        ("train", ("alone",), None),
+        ("train_pack1_tiny", ("tiny",), (0.05, 0.1)),
+        ("train_pack2_tiny", ("tiny",), (0.15, 0.2)),
+        ("train_pack3_tiny", ("tiny",), (0.25,)),
+    ]
+    assert [rule.name for rule in packing("all").train_rules()] == ["train", "train_pack_tiny"]
+    pack = rules[1]
+    assert pack.outputs == [
+        "results/runs/{experiment}/{dataset}/{model}/bs{batch_size}_lr0.05_seed{seed}.parquet",
+        "results/runs/{experiment}/{dataset}/{model}/bs{batch_size}_lr0.1_seed{seed}.parquet",
+    ]
+    assert pack.log == "logs/train/{experiment}/{dataset}/{model}/bs{batch_size}_lr0.05-0.1_seed{seed}.log"
+    assert rules[0].log == "logs/train/{experiment}/{dataset}/{model}/bs{batch_size}_lr{lr}_seed{seed}.log"
+
+
+def test_a_pack_of_one_has_the_paths_of_its_run():
+    plan = packing(1)
+    run = Run("tiny", "mlp", "mnist1d", 64, 0.1, 0)
+    assert plan.checkpoint([run.path]) == "results/checkpoints/tiny/mnist1d/mlp/bs64_lr0.1_seed0.pt"
+    outputs = [Run("tiny", "mlp", "mnist1d", 64, lr, 0).path for lr in (0.05, 0.1, 0.15)]
+    assert plan.checkpoint(outputs) == "results/checkpoints/tiny/mnist1d/mlp/bs64_lr0.05-0.15_seed0.pt"
+    assert lrs_text((0.1,)) == "0.1" and lrs_text((0.01, 0.2)) == "0.01-0.2"
+
+
+@pytest.mark.parametrize("lr", [0.01, 0.2, 0.1 + 0.2, 1e-5, 3.0])
+def test_run_paths_read_back_as_their_runs(lr):
+    run = Run("paper", "resnet110", "cifar100", 320, lr, 7)
+    assert run_of_path(run.path) == run and run_of_path("/some/dir/" + run.path) == run
+    with pytest.raises(ValueError, match="is not a per-run file path"):
+        run_of_path("results/runs/paper/cifar100/resnet110/bs320_seed7.parquet")
+
+
+def test_the_job_protocol_leaves_packing_out_for_serial_and_in_for_stacked():
+    serial = [packing(size).protocol_json("tiny", "mlp", "mnist1d", 64, 0, (0.05, 0.1)) for size in (1, 2, "all")]
+    assert len(set(serial)) == 1 and "lr" not in json.loads(serial[0])
+    assert json.loads(serial[0])["learner"] == "serial"
+    stacked = json.loads(packing(2, "stacked").protocol_json("tiny", "mlp", "mnist1d", 64, 0, (0.05, 0.1)))
+    assert stacked["pack_learning_rates"] == [0.05, 0.1] and stacked["learner"] == "stacked"
+    outputs = [Run("tiny", "mlp", "mnist1d", 64, lr, 0).path for lr in (0.05, 0.1)]
+    settings = json.loads(packing(2).pack_settings_json(outputs))
+    assert [run["lr"] for run in settings] == [0.05, 0.1] and all(run["batch_size"] == 64 for run in settings)
+
+
+def test_figure_names_match_what_the_figures_module_draws():
+    from bslr.figures import EXPERIMENT_FIGURES as drawn_per_experiment
+    from bslr.figures import FIGURES as drawn_per_scenario
+
+    assert tuple(drawn_per_scenario) == SCENARIO_FIGURES
+    assert tuple(drawn_per_experiment) == EXPERIMENT_FIGURES
