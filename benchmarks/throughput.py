@@ -6,10 +6,11 @@ For each setting (model, data set, batch size) one fresh process builds the same
   signal) per index, torchvision transforms per item (random crop with 4-pixel padding, horizontal flip,
   ToTensor, Normalize), a shuffling DataLoader (workers and pinned memory on CUDA), eager fp32,
   torch.optim.SGD.
-- project: bslr's own training path (`bslr.train.train_epoch` on `bslr.data.MemoryData`): uint8 data on the
-  device, batched crop and flip, seeded randperm, the engine options of `training` (precision, TF32,
-  channels_last, compile). With `--pack K`, also the packed trainer (`bslr.packed.StackedModels`) on K
-  learning rates at once, and with `--slots N`, N concurrent project processes on one device.
+- project: bslr's own training core (`bslr.train.train_epoch` and `bslr.train.evaluate` with a learner of
+  `bslr.learners` on `bslr.data.MemoryData`): uint8 data on the device, batched crop and flip, seeded
+  randperm, the engine options of `training` (precision, TF32, channels_last, compile). With `--pack K`,
+  also packs of K learning rates with each learner of `--learners` (serial, stacked), and with
+  `--slots N`, N concurrent project processes on one device.
 
 Both run `--warmup` steps, then `--steps` timed steps (CUDA synchronised). Images per second count every
 model's images (a pack of K at batch size B trains K x B per step). The data are random, in the shapes
@@ -86,7 +87,7 @@ class ArraySignals(torch.utils.data.Dataset):
 
 
 def random_data(dataset: str, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    from bslr.data import DATASETS
+    from bslr.catalog import DATASETS
 
     spec, rng = DATASETS[dataset], np.random.default_rng(seed)
     labels = rng.integers(0, spec.num_classes, size=count)
@@ -137,7 +138,7 @@ def reference_loaders(dataset, batch_size, device, workers, sizes):
     loaders over the train and test sets; workers and pinned memory as the script's defaults have them."""
     from torchvision import transforms
 
-    from bslr.data import DATASETS
+    from bslr.catalog import DATASETS
 
     spec = DATASETS[dataset]
     (train_x, train_y), (test_x, test_y) = random_data(dataset, sizes[0]), random_data(dataset, sizes[1], seed=1)
@@ -166,7 +167,7 @@ def reference_loaders(dataset, batch_size, device, workers, sizes):
 
 def time_reference(model_name, dataset, batch_size, device, args) -> Timer:
     """The reference loop over whole epochs: DataLoader training steps, then evaluation of both sets."""
-    from bslr.data import DATASETS
+    from bslr.catalog import DATASETS
     from bslr.models import build_model
 
     spec = DATASETS[dataset]
@@ -204,7 +205,8 @@ def time_reference(model_name, dataset, batch_size, device, args) -> Timer:
 
 def memory_data(dataset: str, sizes: tuple[int, int], device: torch.device):
     """bslr.data.MemoryData over random data of the set's shape, as load_dataset would build it."""
-    from bslr.data import DATASETS, MemoryData
+    from bslr.catalog import DATASETS
+    from bslr.data import MemoryData
 
     spec = DATASETS[dataset]
     (train_x, train_y), (test_x, test_y) = random_data(dataset, sizes[0]), random_data(dataset, sizes[1], seed=1)
@@ -239,7 +241,7 @@ def engine_settings(args: argparse.Namespace, precision: str, compile_mode: str)
 
 def project_setup(model_name, dataset, batch_size, device, args, settings):
     """bslr's engine options resolved and applied, the data on the device, the seeded initial model."""
-    from bslr.data import DATASETS
+    from bslr.catalog import DATASETS
     from bslr.engine import configure_backends, resolve_engine
     from bslr.models import build_model
 
@@ -251,54 +253,30 @@ def project_setup(model_name, dataset, batch_size, device, args, settings):
     return engine, data, build_model(model_name, spec.input_shape, spec.num_classes).to(device)
 
 
-def time_project(model_name, dataset, batch_size, device, args, settings) -> tuple[Timer, Any]:
-    """bslr's own path over whole epochs: `train_epoch` on MemoryData, then `evaluate` on both sets."""
-    from bslr.engine import prepare_model, sgd
+def time_project(
+    model_name, dataset, batch_size, device, args, settings, learner="serial", pack=1
+) -> tuple[Timer, Any]:
+    """bslr's training core over whole epochs: `train_epoch` then `evaluate` with a learner of `pack` runs."""
+    from bslr.learners import build_learner
     from bslr.train import evaluate, train_epoch
 
     engine, data, initial = project_setup(model_name, dataset, batch_size, device, args, settings)
-    model, forward = prepare_model(initial, engine)
-    optimizer = sgd(model.parameters(), settings, engine)
+    runs = [dict(settings, lr=0.01 * (index + 1)) for index in range(pack)]
+    model = build_learner(learner, initial, runs, engine)
     order = torch.Generator().manual_seed(0)
 
     def train() -> int:
-        train_epoch(model, forward, optimizer, data, batch_size, order, engine)
+        train_epoch(model, data, batch_size, order)
         return data.size("train") // batch_size
 
-    def evaluate_both() -> None:
-        for split in ("train", "test"):
-            evaluate(model, data, split, 1000, engine)
-
-    return timed_epochs(device, args, train, evaluate_both), engine
-
-
-def time_packed(model_name, dataset, batch_size, device, args, settings, pack: int) -> Timer:
-    """The packed trainer (`bslr.packed.StackedModels`) with `pack` learning rates, over whole epochs."""
-    from bslr.packed import StackedModels
-
-    engine, data, initial = project_setup(model_name, dataset, batch_size, device, args, settings)
-    models = StackedModels(initial, [0.01 * (index + 1) for index in range(pack)], settings, engine)
-    order = torch.Generator().manual_seed(0)
-
-    def train() -> int:
-        steps = 0
-        for inputs, labels in data.train_batches(batch_size, order):
-            models.step(inputs, labels)
-            steps += 1
-        return steps
-
-    def evaluate_both() -> None:
-        for split in ("train", "test"):
-            models.evaluate(data, split, 1000)
-
-    return timed_epochs(device, args, train, evaluate_both)
+    return timed_epochs(device, args, train, lambda: evaluate(model, data, 1000)), engine
 
 
 def train_flop_per_image(model_name: str, dataset: str) -> float:
     """FLOPs of one forward and backward pass per image, counted by torch.utils.flop_counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from bslr.data import DATASETS
+    from bslr.catalog import DATASETS
     from bslr.models import build_model
 
     spec = DATASETS[dataset]
@@ -353,9 +331,9 @@ def measure_setting(args: argparse.Namespace, model: str, dataset: str, batch_si
             timer, engine = time_project(model, dataset, batch_size, device, args, settings)
             options = f"channels_last={engine.channels_last}, tf32={engine.tf32}, compile={engine.compile}"
             add(timer, 1, engine="project", precision=precision, options=options)
-            if args.pack > 1:
-                timer = time_packed(model, dataset, batch_size, device, args, settings, args.pack)
-                add(timer, args.pack, engine="project", precision=precision, options=f"packed, {options}")
+            for learner in args.learners if args.pack > 1 else []:
+                timer, _ = time_project(model, dataset, batch_size, device, args, settings, learner, args.pack)
+                add(timer, args.pack, engine="project", precision=precision, options=f"{learner} pack, {options}")
     return rows
 
 
@@ -398,8 +376,8 @@ def project_grid(results: pd.DataFrame, grid_path: str, peak_tflops: float | Non
     Whole-epoch throughput is interpolated linearly in batch size between the measured batch sizes (and
     held constant beyond them); CIFAR-100 takes the CIFAR-10 measurements (the same shapes).
     """
+    from bslr.catalog import DATASETS
     from bslr.config import load_config_file
-    from bslr.data import DATASETS
 
     config = load_config_file(grid_path)
     rows = []
@@ -495,7 +473,8 @@ def main() -> None:
     parser.add_argument("--compile", nargs="+", default=["false"], choices=["false", "default", "reduce-overhead"])
     parser.add_argument("--channels-last", default="auto", type=lambda text: text if text == "auto" else text == "true")
     parser.add_argument("--tf32", default=True, type=lambda text: text == "true")
-    parser.add_argument("--pack", type=int, default=1, help="also time the packed trainer with this many lrs")
+    parser.add_argument("--pack", type=int, default=1, help="also time packs of this many learning rates")
+    parser.add_argument("--learners", nargs="+", default=["serial", "stacked"], help="the packs' learners")
     parser.add_argument("--slots", type=int, default=1, help="also time this many concurrent project processes")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of each engine (bslr jobs default to 1)")
     parser.add_argument("--workers", type=int, default=4, help="the reference's DataLoader workers (typical: 4)")

@@ -59,6 +59,11 @@ def planned_jobs(workdir: Path, config_path: Path | None, *args: str) -> dict[st
     }
 
 
+def training_jobs(jobs: dict[str, int]) -> int:
+    """Training jobs among `planned_jobs`: one rule per (experiment, data set, model[, pack])."""
+    return sum(count for rule, count in jobs.items() if rule.startswith("train_"))
+
+
 @pytest.fixture(scope="session")
 def mnist1d_root(tmp_path_factory) -> Path:
     """A data.root with MNIST-1D generated once for the whole test session."""

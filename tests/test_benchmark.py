@@ -34,8 +34,9 @@ def test_benchmark_writes_both_engines_packing_and_the_grid_projection(tmp_path)
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(output)
     assert list(table.columns[: len(COLUMNS)]) == COLUMNS
-    assert table["engine"].tolist() == ["reference", "project", "project"]
-    assert table["runs"].tolist() == [1, 1, 2]
+    assert table["engine"].tolist() == ["reference", "project", "project", "project"]
+    assert table["runs"].tolist() == [1, 1, 2, 2]
+    assert table["options"].str.split(" pack").str[0].tolist()[2:] == ["serial", "stacked"]
     assert (table["images_per_s"] > 0).all() and (table["step_ms"] > 0).all()
     # the 40-100-100-10 MLP: forward and weight gradients 2 x 2 x 15,000 multiply-adds, input gradients
     # 2 x 11,000 (none for the first layer, whose input needs no gradient)

@@ -9,7 +9,7 @@ import torch
 import torchvision.datasets.cifar
 
 from bslr.data import DataError, load_dataset
-from conftest import planned_jobs, snakemake, write_config
+from conftest import planned_jobs, snakemake, training_jobs, write_config
 from fake_data import MD5_PATCH, write_cifar, write_imagefolder, write_mnist
 
 CPU = torch.device("cpu")
@@ -115,7 +115,7 @@ def test_every_model_trains_one_epoch_through_snakemake(tmp_path):
         "data": {"root": str(root)},
     }
     config_path = write_config(tmp_path, config)
-    assert planned_jobs(tmp_path, config_path)["train"] == 9
+    assert training_jobs(planned_jobs(tmp_path, config_path)) == 9
 
     env_path = os.pathsep.join(filter(None, [str(patches), os.environ.get("PYTHONPATH")]))
     os.environ["PYTHONPATH"], previous = env_path, os.environ.get("PYTHONPATH")

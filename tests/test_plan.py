@@ -12,7 +12,9 @@ from bslr.plan import (
     SCENARIO_FIGURES,
     Plan,
     Run,
+    checkpoint_path,
     lrs_text,
+    run_keys,
     run_of_path,
 )
 from conftest import REPO, tiny_config
@@ -26,12 +28,17 @@ def test_planning_the_paper_imports_neither_torch_nor_plotting_libraries(tmp_pat
     command += ["--directory", str(tmp_path), "--configfile", str(REPO / "config/paper.yaml")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    imported = {
+        line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")
+    }
     assert "bslr.plan" in imported and "snakemake" in imported  # the listing is real
     assert not {name for name in imported if name.split(".")[0] in HEAVY}
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout.split("Job stats:")[1], flags=re.MULTILINE))
     # 1,600 runs, execution options, aggregate, stats, 6 figures x 4 scenarios, 3 experiment figures, all
-    assert jobs["train"] == "1600" and jobs["total"] == str(1600 + 3 + 4 * 6 + 3 + 1)
+    assert [
+        jobs[f"train_paper_{data}_{model}"] for data in ("cifar10", "cifar100") for model in ("resnet110", "vgg19")
+    ] == ["400"] * 4
+    assert jobs["total"] == str(1600 + 3 + 4 * 6 + 3 + 1)
 
 
 def test_a_plan_in_process_imports_nothing_heavy():
@@ -55,28 +62,35 @@ def test_packs_are_chunks_of_the_learning_rates_in_config_order():
     assert packing("all").chunks("tiny") == [(0.05, 0.1, 0.15, 0.2, 0.25)]
     assert packing(2).chunks("tiny") == [(0.05, 0.1), (0.15, 0.2), (0.25,)]
     rules = packing(2).train_rules()
-    assert [(rule.name, rule.experiments, rule.lrs) for rule in rules] == [
-        ("train", ("alone",), None),
-        ("train_pack1_tiny", ("tiny",), (0.05, 0.1)),
-        ("train_pack2_tiny", ("tiny",), (0.15, 0.2)),
-        ("train_pack3_tiny", ("tiny",), (0.25,)),
+    assert [(rule.name, rule.experiment, rule.lrs) for rule in rules] == [
+        ("train_tiny_mnist1d_mlp_pack1", "tiny", (0.05, 0.1)),
+        ("train_tiny_mnist1d_mlp_pack2", "tiny", (0.15, 0.2)),
+        ("train_tiny_mnist1d_mlp_pack3", "tiny", (0.25,)),
+        ("train_alone_mnist1d_mlp", "alone", None),
     ]
-    assert [rule.name for rule in packing("all").train_rules()] == ["train", "train_pack_tiny"]
-    pack = rules[1]
+    assert [rule.name for rule in packing("all").train_rules()][0] == "train_tiny_mnist1d_mlp"
+    pack, alone = rules[0], rules[-1]
     assert pack.outputs == [
-        "results/runs/{experiment}/{dataset}/{model}/bs{batch_size}_lr0.05_seed{seed}.parquet",
-        "results/runs/{experiment}/{dataset}/{model}/bs{batch_size}_lr0.1_seed{seed}.parquet",
+        "results/runs/tiny/mnist1d/mlp/bs{batch_size}_lr0.05_seed{seed}.parquet",
+        "results/runs/tiny/mnist1d/mlp/bs{batch_size}_lr0.1_seed{seed}.parquet",
     ]
-    assert pack.log == "logs/train/{experiment}/{dataset}/{model}/bs{batch_size}_lr0.05-0.1_seed{seed}.log"
-    assert rules[0].log == "logs/train/{experiment}/{dataset}/{model}/bs{batch_size}_lr{lr}_seed{seed}.log"
+    assert pack.log == "logs/train/tiny/mnist1d/mlp/bs{batch_size}_lr0.05-0.1_seed{seed}.log"
+    assert alone.outputs == ["results/runs/alone/mnist1d/mlp/bs{batch_size}_lr{lr}_seed{seed}.parquet"]
+    assert alone.log == "logs/train/alone/mnist1d/mlp/bs{batch_size}_lr{lr}_seed{seed}.log"
+    # everything Snakemake needs per job is fixed when the workflow is parsed (runtime: 10 minutes of margin
+    # and ceil(2 runs x 2 epochs x 0.05 min x 1.5))
+    assert pack.inputs == ["resources/data/mnist1d/mnist1d.npz"] and pack.execution == "results/execution/tiny.json"
+    assert pack.threads == 1 and pack.resources == {"gpu": 0, "gpu_slots": 0, "mem_mb": 2000, "runtime": 11}
 
 
 def test_a_pack_of_one_has_the_paths_of_its_run():
-    plan = packing(1)
     run = Run("tiny", "mlp", "mnist1d", 64, 0.1, 0)
-    assert plan.checkpoint([run.path]) == "results/checkpoints/tiny/mnist1d/mlp/bs64_lr0.1_seed0.pt"
+    assert checkpoint_path([run.path]) == "results/checkpoints/tiny/mnist1d/mlp/bs64_lr0.1_seed0.pt"
     outputs = [Run("tiny", "mlp", "mnist1d", 64, lr, 0).path for lr in (0.05, 0.1, 0.15)]
-    assert plan.checkpoint(outputs) == "results/checkpoints/tiny/mnist1d/mlp/bs64_lr0.05-0.15_seed0.pt"
+    assert checkpoint_path(outputs) == "results/checkpoints/tiny/mnist1d/mlp/bs64_lr0.05-0.15_seed0.pt"
+    # under a prefix (a Snakemake module's, or another directory), the checkpoint stays beside the runs
+    prefixed = [f"study/{path}" for path in outputs]
+    assert checkpoint_path(prefixed) == "study/results/checkpoints/tiny/mnist1d/mlp/bs64_lr0.05-0.15_seed0.pt"
     assert lrs_text((0.1,)) == "0.1" and lrs_text((0.01, 0.2)) == "0.01-0.2"
 
 
@@ -88,15 +102,19 @@ def test_run_paths_read_back_as_their_runs(lr):
         run_of_path("results/runs/paper/cifar100/resnet110/bs320_seed7.parquet")
 
 
+def test_a_run_is_its_protocol_and_the_keys_of_its_file_name():
+    plan = packing(2)
+    for run in plan.runs:
+        protocol = json.loads(plan.protocol_json(run.experiment))
+        assert {**protocol, **run_keys(run.path)} == plan.settings(run)
+
+
 def test_the_job_protocol_leaves_packing_out_for_serial_and_in_for_stacked():
-    serial = [packing(size).protocol_json("tiny", "mlp", "mnist1d", 64, 0, (0.05, 0.1)) for size in (1, 2, "all")]
-    assert len(set(serial)) == 1 and "lr" not in json.loads(serial[0])
-    assert json.loads(serial[0])["learner"] == "serial"
-    stacked = json.loads(packing(2, "stacked").protocol_json("tiny", "mlp", "mnist1d", 64, 0, (0.05, 0.1)))
+    serial = {packing(size).protocol_json("tiny", lrs) for size in (1, 2, "all") for lrs in (None, (0.05, 0.1))}
+    assert len(serial) == 1 and json.loads(serial.pop())["learner"] == "serial"
+    stacked = json.loads(packing(2, "stacked").protocol_json("tiny", (0.05, 0.1)))
     assert stacked["pack_learning_rates"] == [0.05, 0.1] and stacked["learner"] == "stacked"
-    outputs = [Run("tiny", "mlp", "mnist1d", 64, lr, 0).path for lr in (0.05, 0.1)]
-    settings = json.loads(packing(2).pack_settings_json(outputs))
-    assert [run["lr"] for run in settings] == [0.05, 0.1] and all(run["batch_size"] == 64 for run in settings)
+    assert not {"lr", "batch_size", "seed", "model", "dataset", "experiment"} & set(stacked)
 
 
 def test_figure_names_match_what_the_figures_module_draws():

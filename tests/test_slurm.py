@@ -66,7 +66,7 @@ def test_every_training_run_is_a_slurm_job(slurm, tmp_path):
 
 def test_grouping_packs_training_runs_into_one_slurm_job(slurm, tmp_path):
     config_path = write_config(tmp_path, grid_config())
-    grouping = ["--groups", "train=train", "--group-components", "train=4", "--cores", "2"]
+    grouping = ["--groups", "train_tiny_mnist1d_mlp=train", "--group-components", "train=4", "--cores", "2"]
     snakemake(
         tmp_path,
         config_path,

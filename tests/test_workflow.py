@@ -12,7 +12,7 @@ from bslr.aggregate import RUNS_COLUMNS
 from bslr.figures import EXPERIMENT_FIGURES, FIGURES
 from bslr.stats import CORRELATION_COLUMNS
 from bslr.storage import RUN_COLUMNS, read_run
-from conftest import REPO, exact_spearman, planned_jobs, snakemake, tiny_config, write_config
+from conftest import REPO, exact_spearman, planned_jobs, snakemake, tiny_config, training_jobs, write_config
 
 ALL_FIGURES = {*FIGURES, *EXPERIMENT_FIGURES}
 
@@ -124,20 +124,21 @@ def test_protocol_change_retrains_and_new_learning_rates_train_alone(tiny_workfl
     assert planned_jobs(tiny_workflow, write_config(tmp_path, changed)) == {"execution_options": 1}
 
     changed = tiny_config(momentum=0.9)
-    assert planned_jobs(tiny_workflow, write_config(tmp_path, changed))["train"] == 9
+    assert training_jobs(planned_jobs(tiny_workflow, write_config(tmp_path, changed))) == 9
 
     changed = tiny_config(learning_rates=[0.05, 0.1, 0.15, 0.2])
     jobs = planned_jobs(tiny_workflow, write_config(tmp_path, changed))
-    assert jobs["train"] == 3 and jobs["aggregate"] == 1
+    assert jobs["train_tiny_mnist1d_mlp"] == 3 and jobs["aggregate"] == 1
 
 
 def test_configfile_replaces_the_default_experiments(tmp_path):
     shutil.copytree(REPO / "config", tmp_path / "config")
     default_jobs = planned_jobs(tmp_path, None)
     # 2 models x 5 batch sizes, each job a pack of the 5 learning rates
-    assert default_jobs["train_pack_mnist1d"] == 10 and default_jobs["prepare_mnist1d"] == 1
+    assert default_jobs["train_mnist1d_mnist1d_mlp"] == default_jobs["train_mnist1d_mnist1d_cnn1d"] == 5
+    assert training_jobs(default_jobs) == 10 and default_jobs["prepare_mnist1d"] == 1
     other = tiny_config(batch_sizes=[32], learning_rates=[0.1])
-    assert planned_jobs(tmp_path, write_config(tmp_path, other, "other.yaml"))["train"] == 1
+    assert training_jobs(planned_jobs(tmp_path, write_config(tmp_path, other, "other.yaml"))) == 1
 
 
 def test_packs_train_every_run_and_re_packing_a_serial_experiment_re_trains_nothing(tmp_path):
@@ -145,7 +146,8 @@ def test_packs_train_every_run_and_re_packing_a_serial_experiment_re_trains_noth
     config["experiments"]["separate"] = dict(tiny_config()["experiments"]["tiny"], batch_sizes=[64])
     config_path = write_config(tmp_path, config)
     jobs = planned_jobs(tmp_path, config_path)
-    assert jobs["train_pack_tiny"] == 3 and jobs["train"] == 3  # 3 batch sizes packed; 3 lrs separate
+    # 3 batch sizes, each a pack of the 3 learning rates; the other experiment's 3 runs one per job
+    assert jobs["train_tiny_mnist1d_mlp"] == 3 and jobs["train_separate_mnist1d_mlp"] == 3
     snakemake(tmp_path, config_path, "--cores", "2", "results/aggregate/runs.parquet")
     runs = pd.read_parquet(tmp_path / "results/aggregate/runs.parquet")
     assert len(runs) == 12 and not runs["diverged"].any()
@@ -165,8 +167,8 @@ def test_packs_train_every_run_and_re_packing_a_serial_experiment_re_trains_noth
         assert planned_jobs(tmp_path, write_config(tmp_path, config), *target) == {}
     config["experiments"]["tiny"]["pack"] = {"size": 2, "learner": "stacked"}  # other arithmetic: re-trains
     assert planned_jobs(tmp_path, write_config(tmp_path, config), *target) == {
-        "train_pack1_tiny": 3,
-        "train_pack2_tiny": 3,
+        "train_tiny_mnist1d_mlp_pack1": 3,
+        "train_tiny_mnist1d_mlp_pack2": 3,
         "aggregate": 1,
     }
 

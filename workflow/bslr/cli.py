@@ -76,8 +76,18 @@ def cmd_train(args: argparse.Namespace) -> None:
             keep_checkpoint=execution["keep_checkpoints"],
             deterministic=execution["deterministic"],
         )
-    settings = json.loads(args.settings)
-    runs = settings if isinstance(settings, list) else [settings]  # a pack, or one run
+    if args.protocol:  # the workflow's way: the shared protocol, and each run's keys from its file name
+        from bslr.plan import checkpoint_path, run_keys
+
+        protocol = json.loads(args.protocol)
+        runs = [dict(sorted({**protocol, **run_keys(output)}.items())) for output in args.output]
+        if args.checkpoint == "auto":
+            options = dataclasses.replace(options, checkpoint=checkpoint_path(args.output))
+    else:
+        settings = json.loads(args.settings)
+        runs = settings if isinstance(settings, list) else [settings]  # a pack, or one run
+    if options.checkpoint == "auto":
+        raise ConfigError("--checkpoint auto needs --protocol and per-run output paths; give a checkpoint path")
     frames = train_pack_to_files(runs, args.output, options)
     for frame, output in zip(frames, args.output, strict=True):
         last = frame.iloc[-1]
@@ -149,16 +159,21 @@ def build_parser() -> argparse.ArgumentParser:
     command.set_defaults(run=cmd_prepare_data)
 
     command = commands.add_parser("train", help="train a pack of runs (or one run) and write per-run Parquets")
-    command.add_argument(
-        "--settings",
-        required=True,
-        help="a JSON list of resolved run settings that differ only in lr (a pack), or one run's settings",
+    given = command.add_mutually_exclusive_group(required=True)
+    given.add_argument(
+        "--settings", help="a JSON list of resolved run settings that differ only in lr (a pack), or one run's"
+    )
+    given.add_argument(
+        "--protocol",
+        help="the settings the pack's runs share (JSON); each run's other keys are read from its output path",
     )
     command.add_argument("--output", required=True, nargs="+", help="one per-run Parquet per run, in order")
     command.add_argument("--threads", type=int, default=1)
     command.add_argument("--eval-batch-size", type=int, default=1000)
     command.add_argument("--workers", type=int, default=8, help="DataLoader workers for on-disk data sets")
-    command.add_argument("--checkpoint", help="resume from and save to this file after every epoch")
+    command.add_argument(
+        "--checkpoint", help="resume from and save to this file after every epoch; auto: where bslr.plan puts it"
+    )
     command.add_argument("--keep-checkpoint", action="store_true", help="keep the checkpoint after the run")
     command.add_argument("--deterministic", action="store_true", help="deterministic CUDA kernels")
     command.add_argument("--execution", help="a JSON file of execution options, in place of the four above")

@@ -134,68 +134,68 @@ def lrs_text(lrs: tuple[float, ...] | list[float]) -> str:
     return format_lr(lrs[0]) if len(lrs) == 1 else f"{format_lr(lrs[0])}-{format_lr(lrs[-1])}"
 
 
-@dataclass(frozen=True, eq=False)
-class TrainRule:
-    """One training rule of the workflow: the runs of `experiments` one per job (`lrs` None: an `{lr}`
-    wildcard), or one chunk `lrs` of an experiment's learning rates per job. Its methods are the rule's
-    threads, resources and params, as Snakemake calls them."""
+# The keys of a run's settings that its per-run file name carries; the rest is its job's protocol.
+PATH_KEYS = ("experiment", "dataset", "model", "batch_size", "lr", "seed")
 
-    plan: Plan
+
+def run_keys(path: str) -> dict[str, Any]:
+    """The settings a per-run file name carries: experiment, data set, model, batch size, lr, seed."""
+    run = run_of_path(path)
+    return {key: getattr(run, key) for key in PATH_KEYS}
+
+
+def checkpoint_path(outputs: list[str]) -> str:
+    """A pack's checkpoint, beside its per-run files' tree (under the same prefix, if any)."""
+    runs = [run_of_path(path) for path in outputs]
+    first = runs[0]
+    prefix = str(outputs[0])[: str(outputs[0]).index("results/runs/")]
+    return prefix + CHECKPOINT.format(
+        experiment=first.experiment,
+        dataset=first.dataset,
+        model=first.model,
+        batch_size=first.batch_size,
+        seed=first.seed,
+        lrs=lrs_text([run.lr for run in runs]),
+    )
+
+
+@dataclass(frozen=True)
+class TrainRule:
+    """One training rule: the jobs of one (experiment, data set, model) and one chunk of its learning rates
+    (`lrs`), or every learning rate one run per job (`lrs` None: an `{lr}` wildcard). Everything in it is
+    fixed when the workflow is parsed, so Snakemake evaluates no function per job (planning speed)."""
+
     name: str
-    experiments: tuple[str, ...]
-    lrs: tuple[float, ...] | None = None
+    experiment: str
+    dataset: str
+    model: str
+    lrs: tuple[float, ...] | None
+    protocol: str  # the params Snakemake records: a change re-trains the rule's runs
+    inputs: list[str]
+    execution: str
+    threads: int
+    resources: dict[str, int]
+
+    def _fixed(self, template: str) -> str:
+        return (
+            template.replace("{experiment}", self.experiment)
+            .replace("{dataset}", self.dataset)
+            .replace("{model}", self.model)
+            .replace("{lrs}", "{lr}" if self.lrs is None else lrs_text(self.lrs))
+        )
 
     @property
     def outputs(self) -> list[str]:
-        return [RUN] if self.lrs is None else [RUN.replace("{lr}", format_lr(lr)) for lr in self.lrs]
-
-    def _pack_path(self, template: str) -> str:
-        return template.replace("{lrs}", "{lr}" if self.lrs is None else lrs_text(self.lrs))
+        fixed = self._fixed(RUN)
+        return [fixed] if self.lrs is None else [fixed.replace("{lr}", format_lr(lr)) for lr in self.lrs]
 
     @property
     def log(self) -> str:
-        return self._pack_path(TRAIN_LOG)
+        return self._fixed(TRAIN_LOG)
 
     @property
     def benchmark(self) -> str:
-        return self._pack_path(TRAIN_BENCHMARK)
-
-    @property
-    def experiment_pattern(self) -> str:
-        return "|".join(self.experiments)
-
-    def _lrs(self, wildcards: Any) -> tuple[float, ...]:
-        return (float(wildcards.lr),) if self.lrs is None else self.lrs
-
-    def threads(self, wildcards: Any) -> int:
-        return self.plan.training(wildcards.experiment)["threads"]
-
-    def resource(self, key: str) -> Any:
-        """The job's resource `key` (gpu, gpu_slots, mem_mb, runtime), by model, data set and pack size."""
-
-        def value(wildcards: Any) -> int:
-            runs = len(self._lrs(wildcards))
-            return self.plan.resources(wildcards.experiment, wildcards.model, wildcards.dataset, runs)[key]
-
-        return value
-
-    def protocol(self, wildcards: Any) -> str:
-        """Recorded by Snakemake: a change re-trains the job (see `Plan.protocol_json`)."""
-        return self.plan.protocol_json(
-            wildcards.experiment,
-            wildcards.model,
-            wildcards.dataset,
-            int(wildcards.batch_size),
-            int(wildcards.seed),
-            self._lrs(wildcards),
-        )
-
-    def settings(self, wildcards: Any, output: list[str]) -> str:
-        """The settings of the runs the job writes: derived from its outputs, so Snakemake records none."""
-        return self.plan.pack_settings_json(output)
-
-    def checkpoint(self, wildcards: Any, output: list[str]) -> str:
-        return self.plan.checkpoint(output)
+        return self._fixed(TRAIN_BENCHMARK)
 
 
 class Plan:
@@ -218,69 +218,60 @@ class Plan:
         return [tuple(lrs[start : start + size]) for start in range(0, len(lrs), size)]
 
     def train_rules(self) -> list[TrainRule]:
-        """`train` for experiments of one run per job, then a rule per chunk of each packing experiment."""
-        single = tuple(name for name in self.experiments if self.training(name)["pack"]["size"] == 1)
-        rules = [TrainRule(self, "train", single)] if single else []
-        for name in self.experiments:
-            if name in single:
-                continue
-            chunks = self.chunks(name)
+        """A rule per (experiment, data set, model) and chunk of learning rates: `train_<experiment>_<data
+        set>_<model>`, with `_pack<k>` where the learning rates are cut into several packs."""
+        rules = []
+        for experiment, dataset, model in scenarios(self.config):
+            size = self.training(experiment)["pack"]["size"]
+            chunks = [None] if size == 1 else self.chunks(experiment)
             for index, lrs in enumerate(chunks, 1):
-                rule_name = f"train_pack_{name}" if len(chunks) == 1 else f"train_pack{index}_{name}"
-                rules.append(TrainRule(self, rule_name, (name,), lrs))
+                name = f"train_{experiment}_{dataset}_{model}" + (f"_pack{index}" if len(chunks) > 1 else "")
+                runs = 1 if lrs is None else len(lrs)
+                resources = job_resources(self.config, experiment, model, dataset, runs)
+                rules.append(
+                    TrainRule(
+                        name=name,
+                        experiment=experiment,
+                        dataset=dataset,
+                        model=model,
+                        lrs=lrs,
+                        protocol=self.protocol_json(experiment, lrs),
+                        inputs=self.generated_data(dataset),
+                        execution=EXECUTION.format(experiment=experiment),
+                        threads=self.training(experiment)["threads"],
+                        resources=resources,
+                    )
+                )
         return rules
+
+    def protocol_json(self, experiment: str, lrs: tuple[float, ...] | None = None) -> str:
+        """What a training job's runs share beyond what their file names carry. Snakemake records it, so
+        changing it re-trains them. Under the serial learner each run computes as if alone, so how runs
+        are packed is not part of it and re-packing re-trains nothing; under any other learner a run's
+        result depends on its pack, whose learning rates are then part of it."""
+        first = self.runs_of(experiment)[0]
+        protocol = {key: value for key, value in self.settings(first).items() if key not in PATH_KEYS}
+        if protocol["learner"] != "serial" and lrs is not None:
+            protocol["pack_learning_rates"] = [float(lr) for lr in lrs]
+        return json.dumps(protocol, sort_keys=True)
 
     @functools.cache  # noqa: B019
     def settings(self, run: Run) -> dict[str, Any]:
         return run_settings(self.config, run)
 
-    def pack_runs(self, outputs: list[str]) -> list[Run]:
-        return [run_of_path(path) for path in outputs]
-
-    def pack_settings_json(self, outputs: list[str]) -> str:
-        """The settings of the runs a job writes, in the order of its outputs: `bslr train --settings`."""
-        return json.dumps([self.settings(run) for run in self.pack_runs(outputs)], sort_keys=True)
-
-    def protocol_json(
-        self, experiment: str, model: str, dataset: str, batch_size: int, seed: int, lrs: tuple[float, ...]
-    ) -> str:
-        """What invalidates a training job's outputs: the protocol its runs share (their settings but the
-        learning rate, which their file names carry). Under a serial learner each run computes as alone,
-        so how runs are packed is left out and re-packing re-trains nothing; any other learner's result
-        depends on its pack, whose learning rates are then part of it."""
-        run = Run(experiment, model, dataset, batch_size, lrs[0], seed)
-        protocol = {key: value for key, value in self.settings(run).items() if key != "lr"}
-        if protocol["learner"] != "serial":
-            protocol["pack_learning_rates"] = [float(lr) for lr in lrs]
-        return json.dumps(protocol, sort_keys=True)
-
-    def checkpoint(self, outputs: list[str]) -> str:
-        runs = self.pack_runs(outputs)
-        first = runs[0]
-        return CHECKPOINT.format(
-            experiment=first.experiment,
-            dataset=first.dataset,
-            model=first.model,
-            batch_size=first.batch_size,
-            seed=first.seed,
-            lrs=lrs_text([run.lr for run in runs]),
-        )
-
-    def resources(self, experiment: str, model: str, dataset: str, runs: int) -> dict[str, int]:
-        return job_resources(self.config, experiment, model, dataset, runs)
+    @functools.cache  # noqa: B019
+    def runs_of(self, experiment: str) -> list[Run]:
+        return [run for run in self.runs if run.experiment == experiment]
 
     def execution_options_json(self, experiment: str) -> str:
         """How an experiment's training jobs run (never what they compute), as its options file holds them."""
         settings = self.training(experiment)
         return json.dumps({key: settings[key] for key in EXECUTION_KEYS}, sort_keys=True)
 
-    def generated_data(self, wildcards: Any) -> list[str]:
-        """Data files a training job needs that the workflow itself makes (MNIST-1D)."""
-        path = generated_path(wildcards.dataset, self.config["data"]["root"])
+    def generated_data(self, dataset: str) -> list[str]:
+        """Data files of `dataset` that the workflow itself makes (MNIST-1D): training jobs' inputs."""
+        path = generated_path(dataset, self.config["data"]["root"])
         return [str(path)] if path else []
-
-    def generated_file(self, dataset: str) -> str:
-        return str(generated_path(dataset, self.config["data"]["root"]))
 
     def run_files(self) -> list[str]:
         return [run.path for run in self.runs]

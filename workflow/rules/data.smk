@@ -1,6 +1,6 @@
 rule prepare_mnist1d:
     output:
-        PLAN.generated_file("mnist1d"),
+        PLAN.generated_data("mnist1d"),
     log:
         "logs/data/prepare_mnist1d.log",
     localrule: True

@@ -15,12 +15,13 @@ rule execution_options:
 
 
 # One job trains one pack: the runs of a (model, data set, batch size, seed) that differ only in learning
-# rate, all of them or chunks of training.pack.size; `train` takes the experiments of one run per job.
-# Every training rule has this one shell command and the same kind of params, so that re-packing an
-# experiment under the serial learner re-trains nothing (bslr.plan.Plan.protocol_json).
+# rate, all of them or chunks of training.pack.size (one run per job by default). A rule per experiment,
+# data set, model and chunk, all fixed at parse time (bslr.plan.TrainRule). Every training rule has this
+# one shell command: each run's settings are its job's protocol and the keys its file name carries, and
+# re-packing an experiment under the serial learner re-trains nothing (bslr.plan.Plan.protocol_json).
 TRAIN_SHELL = (
-    "bslr train --settings {params.settings:q} --output {output:q} --threads {threads}"
-    " --execution {input.execution:q} --checkpoint {params.checkpoint:q} > {log:q} 2>&1"
+    "bslr train --protocol {params.protocol:q} --output {output:q} --threads {threads}"
+    " --execution {input.execution:q} --checkpoint auto > {log:q} 2>&1"
 )
 
 for train_rule in PLAN.train_rules():
@@ -29,27 +30,20 @@ for train_rule in PLAN.train_rules():
         name:
             train_rule.name
         input:
-            PLAN.generated_data,
-            execution=ancient(EXECUTION),
+            train_rule.inputs,
+            execution=ancient(train_rule.execution),
         output:
             train_rule.outputs,
         log:
             train_rule.log,
         benchmark:
             train_rule.benchmark
-        wildcard_constraints:
-            experiment=train_rule.experiment_pattern,
         conda:
             "../../envs/train.yaml"
         threads: train_rule.threads
         resources:
-            gpu=train_rule.resource("gpu"),
-            gpu_slots=train_rule.resource("gpu_slots"),
-            mem_mb=train_rule.resource("mem_mb"),
-            runtime=train_rule.resource("runtime"),
+            **train_rule.resources,
         params:
             protocol=train_rule.protocol,
-            settings=train_rule.settings,
-            checkpoint=train_rule.checkpoint,
         shell:
             TRAIN_SHELL
