@@ -21,7 +21,7 @@ import torch
 
 from bslr.storage import atomic_path
 
-FORMAT = 1
+FORMAT = 2  # 2: a pack's learner state, per-run rows and divergence (1: one model and optimizer)
 
 
 def settings_hash(settings: dict[str, Any]) -> str:
