@@ -79,7 +79,8 @@ def test_markdown_lists_every_group():
 
 
 def test_paper_grid_has_164_groups():
-    from bslr.config import expand_grid, load_config_file
+    from bslr.config import load_config_file
+    from bslr.plan import expand_grid
     from conftest import REPO
 
     config = load_config_file(REPO / "config" / "paper.yaml")
