@@ -152,6 +152,12 @@ def cell_table(runs: pd.DataFrame, outcomes: Sequence[str], policy: str) -> pd.D
     return cells
 
 
+def in_scenario(frame: pd.DataFrame, scenario: Sequence[str]) -> pd.Series:
+    """The rows of one scenario (experiment, model, dataset)."""
+    experiment, model, dataset = scenario
+    return (frame["experiment"] == experiment) & (frame["model"] == model) & (frame["dataset"] == dataset)
+
+
 def groups(scenario_cells: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
     """The paper's groups of one scenario: (group label, x column, cells of the group)."""
     found = [(f"lr={format_lr(lr)}", "batch_size", cells) for lr, cells in scenario_cells.groupby("lr", sort=True)]
@@ -519,7 +525,7 @@ def headline(
         counts = [int(cells["runs"].sum()), int(cells["diverged"].sum())]
         for name in POLICIES:
             members = tables[name]
-            members = members[(members[SCENARIO] == scenario).all(axis=1)]
+            members = members[in_scenario(members, scenario)]
             test = correlation_test(members["ratio"], members[primary.outcome], primary.method)
             interval = bootstrap_interval(
                 members["ratio"].to_numpy(), members[primary.outcome].to_numpy(), primary.method, resamples, seed
@@ -527,7 +533,7 @@ def headline(
             p_holm = np.nan
             if name == policy:
                 chosen = table[
-                    (table[SCENARIO] == scenario).all(axis=1)
+                    in_scenario(table, scenario)
                     & (table["group"] == "ratio")
                     & (table["method"] == primary.method)
                     & (table["outcome"] == primary.outcome)
@@ -586,7 +592,7 @@ def iso_ratio(runs: pd.DataFrame, outcomes: Sequence[str], diverged: str = "excl
     rows = []
     for (experiment, model, dataset), scenario in cells.groupby(SCENARIO, sort=True):
         key = scenario["ratio"].map(lambda value: float(f"{value:.9g}"))
-        scenario_runs = runs[(runs[SCENARIO] == (experiment, model, dataset)).all(axis=1)]
+        scenario_runs = runs[in_scenario(runs, (experiment, model, dataset))]
         for outcome in outcomes:
             values = scenario[outcome].astype(float)
             sizes = key.map(key.value_counts())

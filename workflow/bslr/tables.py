@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bslr.config import format_lr
-from bslr.stats import MIN_INTERVAL_N, P_FLOOR, SCENARIO, Analysis
+from bslr.stats import MIN_INTERVAL_N, P_FLOOR, SCENARIO, Analysis, in_scenario
 
 METHOD_NAMES = {"pearson": "Pearson's r", "spearman": "Spearman's rho", "kendall": "Kendall's tau"}
 AXIS_NAMES = {"batch_size": "batch size", "lr": "learning rate", "ratio": "batch size / learning rate"}
@@ -197,7 +197,7 @@ def significance_summary(part: pd.DataFrame, alpha: float) -> str:
 
 
 def diverged_note(runs: pd.DataFrame, scenario: tuple[str, str, str], policy: str) -> str:
-    members = runs[(runs[SCENARIO] == scenario).all(axis=1)]
+    members = runs[in_scenario(runs, scenario)]
     count = int(members["diverged"].sum())
     action = (
         "cells with any diverged seed excluded from" if policy == "exclude" else "included (non-finite values worst) in"
@@ -261,7 +261,7 @@ def divergence_table(analysis: Analysis, experiment: str, style: Style) -> list[
     cells = analysis.divergence[analysis.divergence["experiment"] == experiment]
     rows = []
     for _, row in part.iterrows():
-        members = cells[(cells[SCENARIO] == tuple(row[SCENARIO])).all(axis=1)]
+        members = cells[in_scenario(cells, tuple(row[SCENARIO]))]
         rows.append(
             [
                 style.text(_scenario_label(tuple(row[SCENARIO]))),
@@ -409,9 +409,7 @@ def paper_table(
         pooled = ["stratified"]
         for scenario in scenarios:
             match = stratified[
-                (stratified[SCENARIO] == scenario).all(axis=1)
-                & (stratified["outcome"] == outcome)
-                & (stratified["x"] == x)
+                in_scenario(stratified, scenario) & (stratified["outcome"] == outcome) & (stratified["x"] == x)
             ]
             row = match.iloc[0] if len(match) else None
             pooled += [
@@ -428,7 +426,7 @@ def paper_table(
     counts = "; ".join(
         f"{_scenario_label(scenario)}: "
         + "{predicted} predicted, {opposite} opposite".format(
-            **significance_counts(part[(part[SCENARIO] == scenario).all(axis=1)], alpha)
+            **significance_counts(part[in_scenario(part, scenario)], alpha)
         )
         for scenario in scenarios
     )
