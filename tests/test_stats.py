@@ -206,7 +206,7 @@ def test_paper_tables_state_the_primary_analysis_the_prediction_and_both_sign_co
     assert "**Primary analysis, e: Spearman's rho of final_test_acc against batch size" in markdown
     assert "**Sensitivity analysis, e: Pearson's r of gap against learning rate" in markdown
     assert "with the predicted sign" in markdown and "with the opposite sign" in markdown
-    assert "| mlp on d | final_test_acc (primary) | batch size within learning rate | − |" in markdown
+    assert "| mlp on d | final_test_acc (primary outcome) | batch size within learning rate | − |" in markdown
     assert "| mlp on d | gap (sensitivity) | learning rate within batch size | − |" in markdown
     assert "Only the ratio?" in markdown and "p (sum = 0)" in markdown
     assert latex.count("\\begin{table}") == markdown.count("\n**") and "\\toprule" in latex

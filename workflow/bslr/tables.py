@@ -17,6 +17,7 @@ from bslr.config import format_lr
 from bslr.stats import MIN_INTERVAL_N, P_FLOOR, SCENARIO, Analysis, in_scenario
 
 METHOD_NAMES = {"pearson": "Pearson's r", "spearman": "Spearman's rho", "kendall": "Kendall's tau"}
+OUTCOME_ROLES = {"primary": "primary outcome", "sensitivity": "sensitivity"}
 AXIS_NAMES = {"batch_size": "batch size", "lr": "learning rate", "ratio": "batch size / learning rate"}
 
 
@@ -274,8 +275,9 @@ def divergence_table(analysis: Analysis, experiment: str, style: Style) -> list[
             ]
         )
     caption = style.text(
-        f"Divergence as an outcome: each cell's rate of diverged runs against the ratio ({METHOD_NAMES[primary.method]}"
-        f", two-sided, every run; per-cell rates in stats/divergence.csv). Undefined when no run diverged."
+        "Divergence as an outcome (secondary analysis): each cell's rate of diverged runs against the ratio "
+        f"({METHOD_NAMES[primary.method]}, two-sided, every run; 95% BCa bootstrap interval over cells; per-cell "
+        "rates in stats/divergence.csv). Undefined when no run diverged; many tied zero rates make it coarse."
     )
     header = [style.text(name) for name in ("scenario", "runs", "diverged", "cells with any")]
     header += [style.symbol(primary.method), style.text("95% CI"), "p"]
@@ -289,7 +291,7 @@ def regression_table(analysis: Analysis, experiment: str, style: Style) -> list[
         rows.append(
             [
                 style.text(_scenario_label(tuple(row[SCENARIO]))),
-                style.text(f"{row['outcome']} ({row['role']})"),
+                style.text(f"{row['outcome']} ({OUTCOME_ROLES[row['role']]})"),
                 str(row["cells"]),
                 style.number(row["slope_batch_size"], 4),
                 style.interval(row["slope_batch_size_low"], row["slope_batch_size_high"]),
@@ -301,9 +303,9 @@ def regression_table(analysis: Analysis, experiment: str, style: Style) -> list[
             ]
         )
     caption = style.text(
-        "Only the ratio? OLS of each cell mean on log2 batch size and log2 learning rate: change per doubling of "
-        "each (the other fixed), 95% HC3 intervals; if only the ratio matters the slopes sum to 0, and p tests "
-        "that sum (two-sided; linear part only)."
+        "Only the ratio? (secondary analysis) OLS of each cell mean on log2 batch size and log2 learning rate: "
+        "change per doubling of each (the other fixed), 95% HC3 intervals; if only the ratio matters the slopes "
+        "sum to 0, and p tests that sum (two-sided; linear part only)."
     )
     header = ["scenario", "outcome", "cells", "per 2x batch size", "95% CI", "per 2x learning rate", "95% CI"]
     header += ["sum", "95% CI", "p (sum = 0)"]
@@ -317,7 +319,7 @@ def stratified_table(analysis: Analysis, experiment: str, style: Style) -> list[
         rows.append(
             [
                 style.text(_scenario_label(tuple(row[SCENARIO]))),
-                style.text(f"{row['outcome']} ({row['role']})"),
+                style.text(f"{row['outcome']} ({OUTCOME_ROLES[row['role']]})"),
                 style.text(f"{AXIS_NAMES[row['x']]} within {AXIS_NAMES[row['within']]}"),
                 "+" if row["expected_sign"] > 0 else ("$-$" if isinstance(style, Latex) else "−"),
                 str(row["groups"]),
@@ -327,9 +329,9 @@ def stratified_table(analysis: Analysis, experiment: str, style: Style) -> list[
         )
     permutations = int(part["permutations"].iloc[0]) if len(part) else 0
     caption = style.text(
-        f"Stratified tests, one per axis: the mean within-group {METHOD_NAMES[analysis.primary.method]}, tested by "
-        f"permuting the outcome within each group ({permutations} Monte Carlo permutations, two-sided; the "
-        f"smallest possible p is 1/{permutations + 1})."
+        "Stratified tests (secondary analysis), one per axis: the mean within-group "
+        f"{METHOD_NAMES[analysis.primary.method]}, tested by permuting the outcome within each group "
+        f"({permutations} Monte Carlo permutations, two-sided; the smallest possible p is 1/{permutations + 1})."
     )
     header = [
         "scenario",
