@@ -287,7 +287,7 @@ def correlations(
                         + [primary.role(method, outcome), PREDICTED_SIGN[x] * OUTCOME_DIRECTION[outcome]]
                         + [test.n_dropped, test.p_method, test.p_min]
                     )
-    table = pd.DataFrame(rows, columns=CORRELATION_COLUMNS + EXTRA_COLUMNS[:5])
+    table = pd.DataFrame(rows, columns=CORRELATION_COLUMNS + EXTRA_COLUMNS[:5])  # corrections and intervals follow
     return adjust_p_values(table)
 
 
@@ -440,9 +440,6 @@ def stratified_tests(
         + ["outcome", "x", "within", "method", "role", "groups", "statistic", "expected_sign", "p_value"]
         + ["permutations"],
     )
-
-
-REGRESSION_TERMS = {"batch_size": "log2_batch_size", "lr": "log2_lr"}
 
 
 def ratio_regressions(cells: pd.DataFrame, outcomes: Sequence[str], primary: Primary) -> pd.DataFrame:
@@ -675,6 +672,9 @@ def analyse(
     check_policy(diverged)
     if primary.method not in METHODS or primary.outcome not in OUTCOME_DIRECTION:
         raise ConfigError(f"analysis.primary must name a known method and outcome, not {primary}")
+    unknown = sorted(set(outcomes) - set(OUTCOME_DIRECTION))
+    if unknown:
+        raise ConfigError(f"unknown outcomes {unknown}; known: {', '.join(OUTCOME_DIRECTION)}")
     outcomes = list(dict.fromkeys([*outcomes, primary.outcome]))
     methods = list(dict.fromkeys([*methods, primary.method]))
     runs = with_diverged(runs)

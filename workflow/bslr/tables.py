@@ -447,7 +447,7 @@ def paper_table(
             f"p < {alpha:g}/{size} = {threshold:.2g}: {verdict}."
         )
     if method == analysis.primary.method:
-        caption += " Last row: the stratified permutation test pooling the groups (mean coefficient)."
+        caption += " Last row: the stratified permutation test pooling the groups (mean coefficient; n: groups)."
     header = [style.text(f"{AXIS_NAMES['lr' if x == 'batch_size' else 'batch_size']}")]
     header += ["n", style.symbol(method), style.text("95% CI"), "p", style.text("p (Holm)")] * len(scenarios)
     groups = [style.text(_scenario_label(scenario)) for scenario in scenarios]
