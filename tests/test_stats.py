@@ -1,10 +1,36 @@
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from bslr.stats import CORRELATION_COLUMNS, correlate, correlations, markdown_table
+from bslr.errors import ConfigError
+from bslr.stats import (
+    CORRELATION_COLUMNS,
+    MIN_INTERVAL_N,
+    Primary,
+    analyse,
+    coefficient,
+    correlate,
+    correlation_test,
+    correlations,
+)
+from bslr.tables import Latex, Markdown, markdown_table, paper_tables
 from conftest import exact_spearman
+
+TESTS = {"pearson": scipy_stats.pearsonr, "spearman": scipy_stats.spearmanr, "kendall": scipy_stats.kendalltau}
+
+
+def reference(x, y, method: str):
+    """scipy's own answer under the documented rules: the exact permutation test for the rank methods
+    up to 8 pairs, scipy's default test otherwise."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if method != "pearson" and len(x) <= 8:
+        return scipy_stats.permutation_test(
+            (x,), lambda permuted: TESTS[method](permuted, y).statistic, permutation_type="pairings", n_resamples=np.inf
+        )
+    return TESTS[method](x, y)
 
 
 def synthetic_runs(seed: int = 0) -> pd.DataFrame:
@@ -50,10 +76,7 @@ def test_every_row_equals_scipy():
             members = members[members["lr"] == float(row.group[3:])]
         elif row.group.startswith("bs="):
             members = members[members["batch_size"] == int(row.group[3:])]
-        test = {"pearson": scipy_stats.pearsonr, "spearman": scipy_stats.spearmanr, "kendall": scipy_stats.kendalltau}
-        expected = test[row.method](members[row.x], members[row.outcome])
-        if row.method == "spearman" and len(members) <= 8:
-            expected = exact_spearman(members[row.x], members[row.outcome])
+        expected = reference(members[row.x], members[row.outcome], row.method)
         assert row.statistic == pytest.approx(expected.statistic, abs=1e-12)
         assert row.p_value == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-300)
 
@@ -71,10 +94,9 @@ def test_undefined_tests_give_nan():
 
 
 def test_markdown_lists_every_group():
-    table = correlations(synthetic_runs(), ["final_test_acc"], ["pearson", "spearman"])
-    text = markdown_table(table)
-    assert "## e: mlp on d, final_test_acc" in text
-    assert "| group | x | n | pearson statistic | pearson p | spearman statistic | spearman p |" in text
+    text = markdown_table(analyse(synthetic_runs(), ["final_test_acc"], ["pearson", "spearman"], resamples=100), 0.05)
+    assert text.startswith("# Correlations") and "## e: mlp on d, final_test_acc (primary outcome)" in text
+    assert "| group | x | n | pearson statistic | pearson 95% CI | pearson p | pearson p (Holm) | spearman" in text
     assert text.count("| ratio | ratio | 12 |") == 2
 
 
@@ -105,8 +127,8 @@ def test_diverged_runs_follow_the_policy():
 
     assert ratio_n(excluded) == 8 and ratio_n(included) == 12
     assert "lr=0.15" not in set(excluded["group"]) and "lr=0.15" in set(included["group"])
-    text = markdown_table(excluded, runs, "exclude")
-    assert "12 runs; 4 diverged, excluded from the tests (analysis.diverged: exclude)." in text
+    text = markdown_table(analyse(runs, ["final_test_acc"], ["spearman"], resamples=100), 0.05)
+    assert "12 runs; 4 diverged, cells with any diverged seed excluded from the tests" in text
 
 
 def test_holm_and_benjamini_hochberg_by_hand():
@@ -171,18 +193,25 @@ def test_iso_ratio_separates_within_from_between_sets():
                 final_test_acc=1 - ratio / 10000 + (0.001 if batch_size == 32 else 0),
             )
         )
-    result = iso_ratio(pd.DataFrame(rows), ["final_test_acc"]).iloc[0]
-    assert result["ratio_sets"] == 2 and result["runs"] == 6  # 1600 and 800; the lone 400 does not count
+    result = iso_ratio(pd.DataFrame(rows).assign(seed=0), ["final_test_acc"]).iloc[0]
+    assert result["ratio_sets"] == 2 and result["cells"] == 6  # 1600 and 800; the lone 400 does not count
     assert result["within_sd"] < result["between_sd"] and result["eta_squared"] > 0.9
+    assert np.isnan(result["seed_sd"])  # one seed: no noise floor to read within_sd against
 
 
-def test_paper_tables_state_the_prediction_and_summary():
-    from bslr.stats import paper_tables
-
-    markdown, latex = paper_tables(correlations(synthetic_runs(), ["final_test_acc"], ["spearman", "pearson"]), 0.05)
-    assert "| ratio | 12 | − |" in markdown and "| bs=16 | 3 | + |" in markdown
-    assert "groups significant at 0.05 with the predicted sign" in markdown
-    assert latex.count("\\begin{table}") == 2 and "\\toprule" in latex and "ratio & 12 & $-$" in latex
+def test_paper_tables_state_the_primary_analysis_the_prediction_and_both_sign_counts():
+    analysis = analyse(synthetic_runs(), ["final_test_acc", "gap"], ["pearson"], resamples=100)
+    markdown, latex = paper_tables(analysis, 0.05)
+    assert "Primary analysis (analysis.primary): Spearman's rho of final_test_acc" in markdown
+    assert "judged after Holm over the 16 tests of its family" in markdown  # 2 x (3 + 4 + 1) groups
+    assert "**Primary analysis, e: Spearman's rho of final_test_acc against batch size" in markdown
+    assert "**Sensitivity analysis, e: Pearson's r of gap against learning rate" in markdown
+    assert "with the predicted sign" in markdown and "with the opposite sign" in markdown
+    assert "| mlp on d | final_test_acc (primary outcome) | batch size within learning rate | − |" in markdown
+    assert "| mlp on d | gap (sensitivity) | learning rate within batch size | − |" in markdown
+    assert "Only the ratio?" in markdown and "p (sum = 0)" in markdown
+    assert latex.count("\\begin{table}") == markdown.count("\n**") and "\\toprule" in latex
+    assert "ratio" not in set(analysis.stratified["x"])
 
 
 def test_small_spearman_groups_get_exact_p_values():
@@ -203,8 +232,131 @@ def test_several_seeds_are_tested_on_their_means():
 
 
 def test_paper_tables_say_how_many_runs_diverged():
-    from bslr.stats import paper_tables
-
     runs = synthetic_runs().assign(diverged=lambda frame: frame["lr"] == 0.15)
-    markdown, _ = paper_tables(correlations(runs, ["final_test_acc"], ["spearman"]), 0.05, runs, "exclude")
-    assert markdown.count("12 runs; 4 diverged, excluded from the tests (analysis.diverged: exclude).") == 2
+    markdown, _ = paper_tables(analyse(runs, ["final_test_acc"], ["spearman"], resamples=100), 0.05)
+    assert markdown.count("12 runs; 4 diverged, cells with any diverged seed excluded from the tests") == 2
+
+
+def test_vectorised_coefficients_equal_scipy_with_ties():
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 4, size=9).astype(float)
+    rows = rng.integers(0, 3, size=(5, 9)).astype(float)
+    for method in ("pearson", "spearman", "kendall"):
+        expected = [TESTS[method](x, row).statistic for row in rows]
+        np.testing.assert_allclose(coefficient(x, rows, method), expected, rtol=1e-12)
+
+
+def test_smallest_attainable_p_and_why_small_groups_cannot_pass_holm():
+    test = correlation_test([16, 32, 48, 64, 80], [0.9, 0.8, 0.7, 0.6, 0.5], "spearman")
+    assert test.p_value == pytest.approx(2 / 120) and test.p_min == pytest.approx(2 / 120)
+    tied = correlation_test([16, 32, 48, 64, 80], [0.9, 0.9, 0.7, 0.6, 0.5], "kendall")
+    assert tied.p_min > 2 / 120 and tied.p_method == "exact permutation"
+    assert np.isnan(correlation_test(np.arange(9), np.arange(9) ** 2, "spearman").p_min)  # asymptotic above 8
+    runs = synthetic_runs()  # groups of 3 and 4 cells: exact p at least 1/3 and 1/12
+    markdown, _ = paper_tables(analyse(runs, ["final_test_acc"], ["spearman"], resamples=100), 0.05)
+    assert "Smallest p an exact test of these groups can give: 0.0833; Holm's first step needs p < 0.05/16" in markdown
+    assert "so none of these groups can be significant after Holm" in markdown
+
+
+def test_fisher_intervals_cover_at_the_threshold():
+    """Reported intervals start at MIN_INTERVAL_N pairs: there, under bivariate normality with rho = 0.5,
+    they cover the population coefficient in about 95% of samples (2,000 seeded samples: +-0.01)."""
+    from bslr.stats import fisher_interval
+
+    rng = np.random.default_rng(0)
+    rho = 0.5
+    population = {"pearson": rho, "spearman": 6 / np.pi * np.arcsin(rho / 2), "kendall": 2 / np.pi * np.arcsin(rho)}
+    samples = rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], size=(2000, MIN_INTERVAL_N))
+    for method, truth in population.items():
+        covered = []
+        for sample in samples:
+            low, high = fisher_interval(TESTS[method](sample[:, 0], sample[:, 1]).statistic, MIN_INTERVAL_N, method)
+            covered.append(low <= truth <= high)
+        assert 0.93 <= np.mean(covered) <= 0.98, method
+    assert np.isnan(fisher_interval(0.5, MIN_INTERVAL_N - 1, "pearson")[0])
+
+
+def grid(accuracy, seeds=(0,), noise=0.0, rng_seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(rng_seed)
+    rows = [
+        dict(experiment="e", model="m", dataset="d", batch_size=b, lr=lr, seed=s, ratio=b / lr)
+        | dict(final_test_acc=accuracy(b, lr) + rng.normal(0, noise), diverged=False)
+        for b in (16, 32, 64, 128, 256)
+        for lr in (0.02, 0.04, 0.08, 0.16)
+        for s in seeds
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_ratio_regression_slopes_intervals_and_sum_test():
+    from bslr.stats import cell_table, ratio_regressions
+
+    only_ratio = grid(lambda b, lr: 0.8 - 0.03 * np.log2(b / lr), seeds=(0, 1, 2), noise=0.01)
+    result = ratio_regressions(cell_table(only_ratio, ["final_test_acc"], "exclude"), ["final_test_acc"], Primary())
+    row = result.iloc[0]
+    assert row["cells"] == 20 and row["role"] == "primary"  # cell means, not the 60 runs
+    means = only_ratio.groupby(["batch_size", "lr"], as_index=False)["final_test_acc"].mean()
+    design = np.column_stack([np.ones(20), np.log2(means["batch_size"]), np.log2(means["lr"])])
+    beta, *_ = np.linalg.lstsq(design, means["final_test_acc"], rcond=None)
+    assert (row["slope_batch_size"], row["slope_lr"]) == pytest.approx(beta[1:], abs=1e-12)
+    # HC3 by hand: (X'X)^-1 X' diag(e^2 / (1 - h)^2) X (X'X)^-1, t with 17 degrees of freedom
+    bread = np.linalg.inv(design.T @ design)
+    leverage = np.einsum("ij,jk,ik->i", design, bread, design)
+    residual = means["final_test_acc"].to_numpy() - design @ beta
+    covariance = bread @ (design.T * (residual / (1 - leverage)) ** 2) @ design @ bread
+    contrast = np.array([0, 1, 1])
+    half = scipy_stats.t.ppf(0.975, 17) * np.sqrt(contrast @ covariance @ contrast)
+    assert (row["slope_sum_low"], row["slope_sum_high"]) == pytest.approx(
+        (beta[1] + beta[2] - half, beta[1] + beta[2] + half), abs=1e-12
+    )
+    assert row["slope_sum_low"] < 0 < row["slope_sum_high"] and row["p_ratio_only"] > 0.05
+    assert row["slope_batch_size"] == pytest.approx(-0.03, abs=0.005)
+
+    batch_size_only = grid(lambda b, lr: 0.8 - 0.03 * np.log2(b), noise=0.005)
+    cells = cell_table(batch_size_only, ["final_test_acc"], "exclude")
+    row = ratio_regressions(cells, ["final_test_acc"], Primary()).iloc[0]
+    assert row["slope_sum"] == pytest.approx(-0.03, abs=0.005) and row["p_ratio_only"] < 1e-6
+
+
+def test_stratified_test_matches_the_exact_within_group_permutation_null():
+    from bslr.stats import cell_table, stratified_tests
+
+    # two learning rates of three batch sizes: 3! x 3! = 36 equally likely within-group permutations
+    values = {0.02: [0.3, 0.1, 0.2], 0.04: [0.3, 0.2, 0.1]}  # at batch sizes 16, 32, 64: rho -0.5 and -1
+    runs = grid(lambda b, lr: values[lr][[16, 32, 64].index(b)] if lr in values and b <= 64 else np.nan)
+    runs = runs.dropna(subset=["final_test_acc"])
+    cells = cell_table(runs, ["final_test_acc"], "exclude")
+    row = stratified_tests(cells, ["final_test_acc"], Primary(), 9999, 0).set_index("x").loc["batch_size"]
+    rhos = [scipy_stats.spearmanr([1, 2, 3], order).statistic for order in itertools.permutations([1, 2, 3])]
+    observed = np.mean([scipy_stats.spearmanr([16, 32, 64], values[lr]).statistic for lr in values])
+    exact = np.mean([abs(a + b) / 2 >= abs(observed) - 1e-12 for a in rhos for b in rhos])
+    assert row["groups"] == 2 and row["statistic"] == pytest.approx(observed)
+    assert exact == pytest.approx(10 / 36) and row["p_value"] == pytest.approx(exact, abs=0.015)  # Monte Carlo
+
+    monotone = cell_table(grid(lambda b, lr: 1 - b / 1000), ["final_test_acc"], "exclude")
+    row = stratified_tests(monotone, ["final_test_acc"], Primary(), 999, 0).set_index("x").loc["batch_size"]
+    assert row["statistic"] == pytest.approx(-1) and row["p_value"] == pytest.approx(1 / 1000)  # never 0
+
+
+def test_the_primary_analysis_is_declared_and_always_computed():
+    from bslr.config import validate_config
+    from conftest import tiny_config
+
+    assert validate_config(tiny_config())["analysis"]["primary"] == {"method": "spearman", "outcome": "final_test_acc"}
+    analysis = analyse(synthetic_runs(), ["gap"], ["pearson"], Primary("kendall", "final_test_acc"), resamples=100)
+    table = analysis.correlations
+    assert set(table["method"]) == {"pearson", "kendall"} and set(table["outcome"]) == {"gap", "final_test_acc"}
+    primary = (table["method"] == "kendall") & (table["outcome"] == "final_test_acc")
+    assert (table.loc[primary, "role"] == "primary").all() and (table.loc[~primary, "role"] == "sensitivity").all()
+    assert set(analysis.headline["method"]) == {"kendall"}
+    with pytest.raises(ConfigError, match="analysis.primary"):
+        analyse(synthetic_runs(), ["gap"], ["pearson"], Primary("spearman", "accuracy"))
+
+
+def test_numbers_print_with_real_minus_signs_and_p_values_never_as_zero():
+    markdown, latex = Markdown(), Latex()
+    assert markdown.number(-0.8431) == "−0.843" and latex.number(-0.8431) == "$-0.843$"
+    assert markdown.p(1e-16) == "< 1e−16" and latex.p(1e-16) == "$<10^{-16}$"
+    assert markdown.p(2.14e-5) == "2.1e−5" and latex.p(2.14e-5) == "$2.1\\times10^{-5}$"
+    assert markdown.p(1 / 60) == "0.017" and markdown.p(np.nan) == "–"
+    assert latex.text("mlp_mnist 95% & $x^2$") == "mlp\\_mnist 95\\% \\& \\$x\\textasciicircum{}2\\$"

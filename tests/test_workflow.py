@@ -10,9 +10,9 @@ from scipy import stats as scipy_stats
 
 from bslr.aggregate import RUNS_COLUMNS
 from bslr.figures import EXPERIMENT_FIGURES, FIGURES
-from bslr.stats import CORRELATION_COLUMNS
+from bslr.stats import CORRELATION_COLUMNS, EXTRA_COLUMNS
 from bslr.storage import RUN_COLUMNS, read_run
-from conftest import REPO, exact_spearman, planned_jobs, snakemake, tiny_config, training_jobs, write_config
+from conftest import REPO, planned_jobs, snakemake, tiny_config, training_jobs, write_config
 
 ALL_FIGURES = {*FIGURES, *EXPERIMENT_FIGURES}
 
@@ -39,19 +39,16 @@ def test_outputs_follow_the_contract(tiny_workflow):
     assert len(pd.read_parquet(tiny_workflow / "results/aggregate/epochs.parquet")) == 18
 
     table = pd.read_csv(tiny_workflow / "results/stats/correlations.csv")
-    assert list(table.columns) == CORRELATION_COLUMNS + [
-        "expected_sign",
-        "p_holm",
-        "p_bh",
-        "ci_low",
-        "ci_high",
-        "ci_method",
-    ]
+    assert list(table.columns) == CORRELATION_COLUMNS + EXTRA_COLUMNS
     # (3 lr groups + 3 bs groups + ratio) x 3 default outcomes x 3 methods
     assert len(table) == 7 * 3 * 3
-    for name in ("granulated_kendall.csv", "iso_ratio.csv"):
-        assert (tiny_workflow / "results/stats" / name).is_file()
-    assert (tiny_workflow / "results/tables/correlations.tex").read_text().count("\\begin{tabular}") == 3
+    assert set(table.loc[table["role"] == "primary", ["method", "outcome"]].itertuples(index=False)) == {
+        ("spearman", "final_test_acc")
+    }
+    for name in ("granulated_kendall", "iso_ratio", "headline", "regression", "stratified", "divergence"):
+        assert (tiny_workflow / "results/stats" / f"{name}.csv").is_file()
+    # headline, divergence, regression, stratified and sign counts; then per outcome and method, two layouts
+    assert (tiny_workflow / "results/tables/correlations.tex").read_text().count("\\begin{tabular}") == 5 + 3 * 3 * 2
     assert (tiny_workflow / "results/stats/correlations.md").read_text().startswith("# Correlations")
 
     figures = tiny_workflow / "results/figures/tiny"
@@ -80,8 +77,14 @@ def test_every_correlation_equals_scipy_on_the_runs_table(tiny_workflow):
             continue
         test = {"pearson": scipy_stats.pearsonr, "spearman": scipy_stats.spearmanr, "kendall": scipy_stats.kendalltau}
         expected = test[row.method](members[row.x], members[row.outcome])
-        if row.method == "spearman" and len(members) <= 8:
-            expected = exact_spearman(members[row.x], members[row.outcome])
+        if row.method != "pearson" and len(members) <= 8:  # rank tests: exact permutation p up to 8 cells
+            y, function = members[row.outcome].to_numpy(), test[row.method]
+            expected = scipy_stats.permutation_test(
+                (members[row.x].to_numpy(dtype=float),),
+                lambda x, function=function, y=y: function(x, y).statistic,
+                permutation_type="pairings",
+                n_resamples=float("inf"),
+            )
         assert row.n == len(members)
         assert row.statistic == pytest.approx(expected.statistic, abs=1e-9)
         assert row.p_value == pytest.approx(expected.pvalue, rel=1e-6, abs=1e-12)
@@ -210,7 +213,7 @@ def test_report_bundles_every_figure_and_the_table(tiny_workflow):
     names = [name.rsplit("/", 1)[-1] for name in zipfile.ZipFile(report).namelist()]
     for figure in ALL_FIGURES:
         assert f"{figure}.png" in names
-    assert "correlations.csv" in names
+    assert {"correlations.csv", "headline.csv", "regression.csv", "iso_ratio.csv"} <= set(names)
 
 
 def test_methods_without_kendall_still_write_every_statistics_output(tiny_workflow, tmp_path):

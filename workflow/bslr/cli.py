@@ -104,28 +104,46 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
     print(f"aggregated {len(runs)} runs ({int(runs['diverged'].sum())} diverged), {len(epochs)} epochs")
 
 
-def cmd_stats(args: argparse.Namespace) -> None:
-    from pathlib import Path
+def stats_outputs(pairs: list[str] | None) -> dict[str, str]:
+    """`NAME=PATH` pairs (the stats rule's named outputs) over the default paths of bslr.plan.STATS_OUTPUTS."""
+    from bslr.plan import STATS_OUTPUTS
 
+    outputs = dict(STATS_OUTPUTS)
+    for pair in pairs or []:
+        name, _, path = pair.partition("=")
+        if name not in STATS_OUTPUTS or not path:
+            raise ConfigError(f"bslr stats --output {pair!r}: give NAME=PATH, NAME one of {', '.join(STATS_OUTPUTS)}")
+        outputs[name] = path
+    return outputs
+
+
+def cmd_stats(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from bslr import stats
+    from bslr import stats, tables
     from bslr.storage import write_csv, write_table, write_text
 
-    runs = pd.read_parquet(args.runs)
-    table = stats.correlations(runs, args.outcomes, args.methods, args.diverged)
-    table = stats.add_intervals(table, runs, args.bootstrap_resamples, args.seed, args.diverged)
-    outputs = Path(args.output_dir)
-    write_csv(table, outputs / "correlations.csv")
-    write_table(table, outputs / "correlations.parquet")
-    write_text(stats.markdown_table(table, runs, args.diverged), outputs / "correlations.md")
-    write_csv(stats.granulated_kendall(runs, args.outcomes, args.diverged), outputs / "granulated_kendall.csv")
-    write_csv(stats.iso_ratio(runs, args.outcomes, args.diverged), outputs / "iso_ratio.csv")
-    markdown, latex = stats.paper_tables(table, args.alpha, runs, args.diverged)
-    write_text(markdown, Path(args.tables_dir) / "correlations.md")
-    write_text(latex, Path(args.tables_dir) / "correlations.tex")
-    excluded = int(runs["diverged"].sum()) if args.diverged == "exclude" else 0
-    print(f"wrote {len(table)} correlation rows; {excluded} diverged runs excluded")
+    analysis = stats.analyse(
+        pd.read_parquet(args.runs),
+        args.outcomes,
+        args.methods,
+        stats.Primary(args.primary_method, args.primary_outcome),
+        args.diverged,
+        args.bootstrap_resamples,
+        args.seed,
+        args.permutations,
+    )
+    outputs = stats_outputs(args.output)
+    write_csv(analysis.correlations, outputs["csv"])
+    write_table(analysis.correlations, outputs["parquet"])
+    write_text(tables.markdown_table(analysis, args.alpha), outputs["markdown"])
+    for name in ("granulated_kendall", "iso_ratio", "regression", "stratified", "divergence", "headline"):
+        write_csv(getattr(analysis, name), outputs[name])
+    markdown, latex = tables.paper_tables(analysis, args.alpha)
+    write_text(markdown, outputs["tables_markdown"])
+    write_text(latex, outputs["tables_latex"])
+    diverged = int(analysis.runs["diverged"].sum())
+    print(f"wrote {len(analysis.correlations)} correlation rows; {diverged} diverged runs ({args.diverged}d)")
 
 
 def cmd_figure(args: argparse.Namespace) -> None:
@@ -190,16 +208,20 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--epochs", required=True)
     command.set_defaults(run=cmd_aggregate)
 
-    command = commands.add_parser("stats", help="Pearson and Spearman tests in the paper's grouping")
+    command = commands.add_parser("stats", help="correlation tests in the paper's grouping, and the ratio tested")
     command.add_argument("--runs", required=True)
     command.add_argument("--outcomes", nargs="+", required=True)
     command.add_argument("--methods", nargs="+", default=["pearson", "spearman"])
+    command.add_argument("--primary-method", default="spearman", help="method of the declared primary analysis")
+    command.add_argument("--primary-outcome", default="final_test_acc", help="outcome of the primary analysis")
     command.add_argument("--diverged", choices=["include", "exclude"], default="exclude")
     command.add_argument("--alpha", type=float, default=0.05)
     command.add_argument("--bootstrap-resamples", type=int, default=1000)
-    command.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
-    command.add_argument("--output-dir", default="results/stats")
-    command.add_argument("--tables-dir", default="results/tables")
+    command.add_argument("--permutations", type=int, default=9999, help="Monte Carlo permutations, stratified tests")
+    command.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the permutations")
+    command.add_argument(
+        "--output", nargs="+", metavar="NAME=PATH", help="where each output goes (default: bslr.plan.STATS_OUTPUTS)"
+    )
     command.set_defaults(run=cmd_stats)
 
     command = commands.add_parser("figure", help="draw one figure of one scenario")

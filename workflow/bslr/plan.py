@@ -35,6 +35,22 @@ SCENARIO_FIGURE_LOG = "logs/figures/{experiment}/{dataset}/{model}/{name}.log"
 EXPERIMENT_FIGURE = "results/figures/{experiment}/{name}.{extension}"
 EXPERIMENT_FIGURE_LOG = "logs/figures/{experiment}/{name}.log"
 
+# What the stats rule writes, by the names of its outputs (`bslr stats --output NAME=PATH`).
+STATS_OUTPUTS = {
+    "csv": "results/stats/correlations.csv",
+    "parquet": "results/stats/correlations.parquet",
+    "markdown": "results/stats/correlations.md",
+    "granulated_kendall": "results/stats/granulated_kendall.csv",
+    "iso_ratio": "results/stats/iso_ratio.csv",
+    "headline": "results/stats/headline.csv",
+    "regression": "results/stats/regression.csv",
+    "stratified": "results/stats/stratified.csv",
+    "divergence": "results/stats/divergence.csv",
+    "tables_markdown": "results/tables/correlations.md",
+    "tables_latex": "results/tables/correlations.tex",
+}
+STATS_LOG = "logs/stats.log"
+
 # Figures drawn per scenario and per experiment (`bslr.figures` draws them; a test keeps both in step),
 # and the table each is drawn from when not runs.parquet: "epochs" or "correlations".
 SCENARIO_FIGURES = (

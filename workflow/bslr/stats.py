@@ -1,33 +1,40 @@
-"""Correlation tests in the paper's grouping.
+"""Statistics of a batch size x learning rate grid: the paper's correlation tests, and the tests that its
+claim needs beyond them.
 
-Per scenario (experiment, model, dataset), as in He, Liu & Tao (2019), Section 5:
+The unit of analysis is the grid cell (experiment, model, dataset, batch size, learning rate): replicate
+seeds are averaged within their cell before any test, so n counts cells, intervals resample cells, and
+seeds sharing a setting never pose as independent evidence.
+
+As in He, Liu & Tao (2019), Section 5, per scenario (experiment, model, dataset):
 - within each fixed learning rate, the outcome against batch size (group `lr=0.01`, x `batch_size`);
 - within each fixed batch size, the outcome against learning rate (group `bs=16`, x `lr`);
-- over all runs, the outcome against the ratio batch size / learning rate (group `ratio`, x `ratio`).
-Each group is tested with every method (Pearson r, Spearman rho; scipy.stats) and reports n and the
-two-sided p-value (Spearman's exact by permutation for up to 8 runs, else scipy's t approximation).
-Diverged runs (NaN or infinite loss) are dropped first under the policy `exclude`; `include` keeps them
-with the metrics of their last epoch.
+- over all cells, the outcome against the ratio batch size / learning rate (group `ratio`, x `ratio`).
+Every test is two-sided. Pearson's r, Spearman's rho and Kendall's tau-b come from scipy.stats; for the
+rank methods the p-value is exact (every pairing, scipy.stats.permutation_test, ties as midranks) up to
+EXACT_MAX_N cells, asymptotic above. No p-value is reported below P_FLOOR.
+
+One analysis is declared primary (analysis.primary: a method and an outcome, Spearman on final test
+accuracy by default, as in the paper); it carries the headline and the tables' summary lines. Every other
+method and outcome is labelled a sensitivity analysis.
 
 Beyond the paper:
-- Kendall's tau (scipy.stats.kendalltau) as a third method, and the granulated Kendall coefficient of
-  Jiang et al. 2019 ("Fantastic Generalization Measures and Where to Find Them", Section 4.1): for each
-  hyperparameter axis, the mean Kendall tau between the ratio and the outcome over the groups in which
-  only that axis varies; Psi is the mean over the axes.
-- 95% bootstrap confidence intervals (scipy.stats.bootstrap, paired resampling of runs, BCa, seeded)
-  for every ratio correlation; Fisher-z intervals for the smaller groups.
-- Multiple-testing correction within each family of tests (one experiment, outcome and method: all its
-  scenarios and groups): Holm's step-down (Holm 1979) and Benjamini-Hochberg (1995,
-  scipy.stats.false_discovery_control), next to the raw p-values.
-- The iso-ratio check: runs sharing a batch size / learning rate ratio should score alike if the ratio
-  is what matters (Smith et al. 2018 and the paper's rebuttal); see `iso_ratio`.
+- the ratio as a hypothesis (`ratio_regressions`): OLS of the cell means on log2 batch size and log2
+  learning rate, slopes per doubling with HC3 intervals, and the test that the two slopes sum to zero
+  (only the ratio matters);
+- one stratified permutation test per axis (`stratified_tests`), pooling the small per-group tests;
+- divergence as an outcome (`divergence_cells`, `headline`): its rate per cell and its correlation with
+  the ratio, and the primary ratio test under both divergence policies;
+- intervals (`add_intervals`): a BCa bootstrap over cells for the ratio rows, Fisher z for the groups,
+  none below MIN_INTERVAL_N cells or at |r| = 1;
+- Holm (1979) and Benjamini-Hochberg (1995) within each family (statsmodels' multipletests);
+- Kendall's tau, Jiang et al. 2019's granulated Kendall coefficient, and the iso-ratio check.
 """
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -37,14 +44,41 @@ from bslr.config import format_lr
 from bslr.errors import ConfigError
 
 SCENARIO = ["experiment", "model", "dataset"]
+CELL = SCENARIO + ["batch_size", "lr"]
 CORRELATION_COLUMNS = SCENARIO + ["group", "x", "outcome", "method", "n", "statistic", "p_value"]
-EXTRA_COLUMNS = ["expected_sign", "p_holm", "p_bh", "ci_low", "ci_high", "ci_method"]
+EXTRA_COLUMNS = [
+    "role",
+    "expected_sign",
+    "n_dropped",
+    "p_method",
+    "p_min",
+    "p_holm",
+    "p_bh",
+    "ci_low",
+    "ci_high",
+    "ci_method",
+]
+POLICIES = ("exclude", "include")
 
 METHODS: dict[str, Callable] = {
     "pearson": scipy_stats.pearsonr,
     "spearman": scipy_stats.spearmanr,
     "kendall": scipy_stats.kendalltau,
 }
+RANK_METHODS = ("spearman", "kendall")
+
+# Up to this many cells, rank tests get the exact permutation p-value (8! = 40,320 pairings); the t and
+# normal approximations are far too small there (rho = 1 over 3 cells has exact p = 1/3, not 0).
+EXACT_MAX_N = 8
+# Smallest p-value reported. Below it the t and normal approximations are far outside the range where
+# their relative error is known, and no decision depends on the difference: Holm over a million tests at
+# 0.05 needs p < 5e-8. Smaller values are reported as P_FLOOR and printed "< 1e-16".
+P_FLOOR = 1e-16
+# No interval from fewer cells: at n = 5 Fisher-z intervals cover a strong correlation in about 75% of
+# samples (bivariate normal simulation); from 10 cells Bonett & Wright (2000) report adequate coverage.
+MIN_INTERVAL_N = 10
+# Fewest cells, spanning at least two batch sizes and two learning rates, for the ratio regression.
+MIN_REGRESSION_CELLS = 9
 
 # The paper's prediction for accuracy: worse with batch size and with the ratio, better with learning
 # rate. Outcomes where lower is better (gap, losses) flip the sign.
@@ -59,119 +93,227 @@ OUTCOME_DIRECTION = {
 }
 
 
-def usable_pairs(x: Sequence[float], y: Sequence[float], minimum: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """The finite (x, y) pairs, or None when fewer than `minimum` remain or either side is constant."""
+@dataclass(frozen=True)
+class Primary:
+    """The declared primary analysis (analysis.primary): the one method and outcome of the headline."""
+
+    method: str = "spearman"
+    outcome: str = "final_test_acc"
+
+    def role(self, method: str, outcome: str) -> str:
+        return "primary" if (method, outcome) == (self.method, self.outcome) else "sensitivity"
+
+
+# --- the analysis unit ----------------------------------------------------------------------------------
+
+
+def with_diverged(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs with a boolean `diverged` column; a table without one (hand-made, or from an older
+    version) is read as the aggregate stage defines it: a run diverged when its final training loss is
+    not finite."""
+    if "diverged" in runs:
+        return runs.assign(diverged=runs["diverged"].fillna(False).astype(bool))
+    if "final_train_loss" in runs:
+        return runs.assign(diverged=~np.isfinite(runs["final_train_loss"].astype(float)))
+    return runs.assign(diverged=False)
+
+
+def check_policy(policy: str) -> None:
+    if policy not in POLICIES:
+        raise ConfigError(f"analysis.diverged must be include or exclude, not {policy!r}")
+
+
+def cell_table(runs: pd.DataFrame, outcomes: Sequence[str], policy: str) -> pd.DataFrame:
+    """One row per grid cell: the seed mean of each outcome, its number of runs and of diverged runs.
+
+    exclude: a cell in which any seed diverged is dropped whole, so that no cell mean rests on the seeds
+    that happened to survive. include: every run counts; a diverged run's non-finite outcome (a NaN loss)
+    becomes the worst possible value (-inf for accuracies, +inf for the gap and losses), which the rank
+    methods order last and Pearson and the regression must drop (counted in their `n_dropped`).
+    """
+    check_policy(policy)
+    missing = sorted(set(outcomes) - set(runs.columns))
+    if missing:
+        raise ConfigError(f"outcomes {missing} are not columns of the runs table")
+    runs = with_diverged(runs)
+    values = runs[list(outcomes)].astype(float)
+    if policy == "include":
+        for outcome in outcomes:
+            worst = -np.inf if OUTCOME_DIRECTION.get(outcome, 1) > 0 else np.inf
+            values[outcome] = values[outcome].mask(runs["diverged"] & ~np.isfinite(values[outcome]), worst)
+    keys = [runs[key] for key in CELL]
+    means = values.groupby(keys, sort=True).mean()
+    means = means.mask(values.isna().groupby(keys, sort=True).any())  # a NaN seed makes the mean unknown
+    counts = runs.groupby(CELL, sort=True)["diverged"].agg(runs="size", diverged="sum")
+    cells = counts.join(means).reset_index()
+    if policy == "exclude":
+        cells = cells[cells["diverged"] == 0].reset_index(drop=True)
+    cells.insert(len(CELL), "ratio", cells["batch_size"] / cells["lr"])
+    return cells
+
+
+def in_scenario(frame: pd.DataFrame, scenario: Sequence[str]) -> pd.Series:
+    """The rows of one scenario (experiment, model, dataset)."""
+    experiment, model, dataset = scenario
+    return (frame["experiment"] == experiment) & (frame["model"] == model) & (frame["dataset"] == dataset)
+
+
+def groups(scenario_cells: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
+    """The paper's groups of one scenario: (group label, x column, cells of the group)."""
+    found = [(f"lr={format_lr(lr)}", "batch_size", cells) for lr, cells in scenario_cells.groupby("lr", sort=True)]
+    found += [(f"bs={int(bs)}", "lr", cells) for bs, cells in scenario_cells.groupby("batch_size", sort=True)]
+    found.append(("ratio", "ratio", scenario_cells))
+    return found
+
+
+# --- one correlation test ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CorrelationTest:
+    """A two-sided test of one correlation: `n` pairs used, `n_dropped` left out as non-finite, `p_min`
+    the smallest p-value the exact test could give with these ties (NaN for asymptotic p-values)."""
+
+    statistic: float
+    p_value: float
+    n: int
+    n_dropped: int
+    p_method: str
+    p_min: float
+
+
+def usable_pairs(x: Sequence[float], y: Sequence[float], method: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """The pairs a method can use and how many it drops: NaN never counts; the rank methods keep
+    infinite values (the worst value of a diverged run), Pearson cannot."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
-    if len(x) < minimum or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return None
-    return x, y
+    keep = np.isfinite(x) & np.isfinite(y) if method == "pearson" else ~(np.isnan(x) | np.isnan(y))
+    return x[keep], y[keep], int((~keep).sum())
+
+
+def coefficient(x: np.ndarray, y: np.ndarray, method: str) -> np.ndarray:
+    """The correlation along the last axis, vectorised over the leading axes (permutations, resamples)
+    because scipy's coefficient functions are not. Spearman is Pearson's r on midranks; Kendall is tau-b,
+    from the signs of all pairwise differences (O(n^2): small groups, or in batches)."""
+    if method == "spearman":
+        x, y = scipy_stats.rankdata(x, axis=-1), scipy_stats.rankdata(y, axis=-1)
+    if method == "kendall":
+        first, second = np.triu_indices(x.shape[-1], 1)
+        sign_x = np.sign(x[..., first] - x[..., second])
+        sign_y = np.sign(y[..., first] - y[..., second])
+        return (sign_x * sign_y).sum(axis=-1) / np.sqrt((sign_x**2).sum(axis=-1) * (sign_y**2).sum(axis=-1))
+    centred_x = x - x.mean(axis=-1, keepdims=True)
+    centred_y = y - y.mean(axis=-1, keepdims=True)
+    return (centred_x * centred_y).sum(axis=-1) / (
+        np.linalg.norm(centred_x, axis=-1) * np.linalg.norm(centred_y, axis=-1)
+    )
+
+
+# Permuted ranks are still ranks: the coefficient to compute on them, without ranking again.
+ON_RANKS = {"pearson": "pearson", "spearman": "pearson", "kendall": "kendall"}
+
+
+def exact_permutation_p(rank_x: np.ndarray, rank_y: np.ndarray, method: str) -> tuple[float, float]:
+    """(two-sided p over every pairing, smallest p any pairing could give), by scipy's permutation_test."""
+    result = scipy_stats.permutation_test(
+        (rank_y,),
+        lambda y, axis=-1: coefficient(rank_x, np.moveaxis(y, axis, -1), ON_RANKS[method]),
+        permutation_type="pairings",
+        n_resamples=np.inf,
+        vectorized=True,
+    )
+    null = result.null_distribution
+    tolerance = 1e-12
+    extreme = min((null >= null.max() - tolerance).mean(), (null <= null.min() + tolerance).mean())
+    return float(result.pvalue), float(min(1.0, 2 * extreme))
+
+
+def correlation_test(x: Sequence[float], y: Sequence[float], method: str) -> CorrelationTest:
+    """Statistic and two-sided p-value of one group; NaN where fewer than 3 pairs or a constant side."""
+    x, y, dropped = usable_pairs(x, y, method)
+    n = len(x)
+    if n < 3 or len(np.unique(x)) < 2 or len(np.unique(y)) < 2:
+        return CorrelationTest(np.nan, np.nan, n, dropped, "", np.nan)
+    if method in RANK_METHODS:
+        x, y = scipy_stats.rankdata(x), scipy_stats.rankdata(y)
+    p_min = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if method in RANK_METHODS and n <= EXACT_MAX_N:
+            statistic = float(METHODS[method](x, y).statistic)
+            p_value, p_min = exact_permutation_p(x, y, method)
+            p_method = "exact permutation"
+        elif method == "kendall":
+            # scipy's exact null of tau assumes no ties; beyond 33 pairs it is slow and needless
+            exact = len(np.unique(x)) == n and len(np.unique(y)) == n and n <= 33
+            result = scipy_stats.kendalltau(x, y, method="exact" if exact else "asymptotic")
+            statistic, p_value = float(result.statistic), float(result.pvalue)
+            p_method = "exact" if exact else "normal approximation"
+        else:
+            result = METHODS[method](x, y)
+            statistic, p_value = float(result.statistic), float(result.pvalue)
+            p_method = "t (bivariate normal)" if method == "pearson" else "t approximation"
+    return CorrelationTest(statistic, max(p_value, P_FLOOR), n, dropped, p_method, p_min)
 
 
 def correlate(x: Sequence[float], y: Sequence[float], method: str) -> tuple[float, float]:
     """(statistic, two-sided p-value), NaN where the test is undefined."""
-    pairs = usable_pairs(x, y, 3)
-    if pairs is None:
-        return float("nan"), float("nan")
-    x, y = pairs
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = METHODS[method](x, y)
-    if method == "spearman" and len(x) <= EXACT_SPEARMAN_MAX_N:
-        return float(result.statistic), exact_spearman_p(x, y, float(result.statistic))
-    return float(result.statistic), float(result.pvalue)
+    test = correlation_test(x, y, method)
+    return test.statistic, test.p_value
 
 
-# Up to this many runs, Spearman's p-value is exact (all n! pairings) rather than scipy's t approximation,
-# which is far too small for a handful of runs (rho = 1 over 3 runs has exact p = 1/3, not 0).
-# Kendall's tau is exact for small n in scipy already.
-EXACT_SPEARMAN_MAX_N = 8
-
-
-def exact_spearman_p(x: np.ndarray, y: np.ndarray, rho: float) -> float:
-    """Two-sided permutation p-value of Spearman's rho over every pairing of x with y."""
-    rank_x = scipy_stats.rankdata(x)
-    rank_x = (rank_x - rank_x.mean()) / np.linalg.norm(rank_x - rank_x.mean())
-    rank_y = scipy_stats.rankdata(y)
-    permuted = np.array(list(itertools.permutations(rank_y)))
-    permuted = permuted - permuted.mean(axis=1, keepdims=True)
-    rhos = permuted @ rank_x / np.linalg.norm(permuted, axis=1)
-    return float(np.mean(np.abs(rhos) >= abs(rho) - 1e-12))
-
-
-def groups(scenario_runs: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
-    """The paper's groups of one scenario: (group label, x column, runs of the group)."""
-    found = [(f"lr={format_lr(lr)}", "batch_size", runs) for lr, runs in scenario_runs.groupby("lr", sort=True)]
-    found += [(f"bs={int(bs)}", "lr", runs) for bs, runs in scenario_runs.groupby("batch_size", sort=True)]
-    found.append(("ratio", "ratio", scenario_runs))
-    return found
-
-
-def apply_diverged_policy(runs: pd.DataFrame, policy: str) -> pd.DataFrame:
-    if policy not in ("include", "exclude"):
-        raise ConfigError(f"analysis.diverged must be include or exclude, not {policy!r}")
-    return runs[~runs["diverged"].astype(bool)] if policy == "exclude" else runs
-
-
-def seed_means(runs: pd.DataFrame, outcomes: Sequence[str]) -> pd.DataFrame:
-    """With several seeds per grid point, test the seed means: one point per (batch size, learning rate),
-    so that n counts grid points, not runs that share a setting."""
-    keys = SCENARIO + ["batch_size", "lr"]
-    if not runs.duplicated(keys).any():
-        return runs
-    means = runs.groupby(keys, sort=True, as_index=False)[list(outcomes)].mean()
-    return means.assign(ratio=means["batch_size"] / means["lr"])
+# --- the paper's tests, with their families ------------------------------------------------------------------
 
 
 def correlations(
-    runs: pd.DataFrame, outcomes: Sequence[str], methods: Sequence[str], diverged: str = "exclude"
+    runs: pd.DataFrame,
+    outcomes: Sequence[str],
+    methods: Sequence[str],
+    diverged: str = "exclude",
+    primary: Primary = Primary(),
 ) -> pd.DataFrame:
-    """One row per (scenario, group, outcome, method), in a stable order."""
+    """One row per (scenario, group, outcome, method) over the grid cells, in a stable order."""
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ConfigError(f"unknown correlation methods {unknown}; known: {', '.join(sorted(METHODS))}")
-    if "diverged" in runs:
-        runs = apply_diverged_policy(runs, diverged)
-    runs = seed_means(runs, outcomes)
+    cells = cell_table(runs, outcomes, diverged)
     rows = []
-    for (experiment, model, dataset), scenario_runs in runs.groupby(SCENARIO, sort=True):
-        for group, x, members in groups(scenario_runs):
+    for (experiment, model, dataset), scenario_cells in cells.groupby(SCENARIO, sort=True):
+        for group, x, members in groups(scenario_cells):
             for outcome in outcomes:
-                n = int((np.isfinite(members[x]) & np.isfinite(members[outcome])).sum())
                 for method in methods:
-                    statistic, p_value = correlate(members[x], members[outcome], method)
-                    rows.append([experiment, model, dataset, group, x, outcome, method, n, statistic, p_value])
-    table = pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
-    table["expected_sign"] = [
-        PREDICTED_SIGN[x] * OUTCOME_DIRECTION[o] for x, o in zip(table["x"], table["outcome"], strict=True)
-    ]
+                    test = correlation_test(members[x], members[outcome], method)
+                    rows.append(
+                        [experiment, model, dataset, group, x, outcome, method, test.n, test.statistic, test.p_value]
+                        + [primary.role(method, outcome), PREDICTED_SIGN[x] * OUTCOME_DIRECTION[outcome]]
+                        + [test.n_dropped, test.p_method, test.p_min]
+                    )
+    table = pd.DataFrame(rows, columns=CORRELATION_COLUMNS + EXTRA_COLUMNS[:5])  # corrections and intervals follow
     return adjust_p_values(table)
 
 
-def holm(p_values: np.ndarray) -> np.ndarray:
-    """Holm's step-down adjusted p-values (NaN stays NaN and does not count as a test)."""
-    adjusted = np.full(len(p_values), np.nan)
-    tested = np.flatnonzero(np.isfinite(p_values))
-    order = tested[np.argsort(p_values[tested], kind="stable")]
-    count = len(order)
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (count - rank) * p_values[index]))
-        adjusted[index] = running
-    return adjusted
+def _adjusted(p_values: np.ndarray, method: str) -> np.ndarray:
+    from statsmodels.stats.multitest import multipletests
 
-
-def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
     adjusted = np.full(len(p_values), np.nan)
     tested = np.isfinite(p_values)
     if tested.any():
-        adjusted[tested] = scipy_stats.false_discovery_control(p_values[tested], method="bh")
+        adjusted[tested] = multipletests(p_values[tested], method=method)[1]
     return adjusted
 
 
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values; NaN stays NaN and does not count as a test."""
+    return _adjusted(np.asarray(p_values, dtype=float), "holm")
+
+
+def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values; NaN stays NaN and does not count as a test."""
+    return _adjusted(np.asarray(p_values, dtype=float), "fdr_bh")
+
+
 def adjust_p_values(table: pd.DataFrame) -> pd.DataFrame:
-    """Holm and Benjamini-Hochberg within each family: one experiment, outcome and method."""
+    """Holm and Benjamini-Hochberg within each family: one experiment, outcome and method (every group of
+    every scenario). The primary analysis's family is the one its headline is judged by."""
     table = table.assign(p_holm=np.nan, p_bh=np.nan)
     for _, family in table.groupby(["experiment", "outcome", "method"], sort=False):
         p_values = family["p_value"].to_numpy(dtype=float)
@@ -180,21 +322,38 @@ def adjust_p_values(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+# --- intervals -------------------------------------------------------------------------------------------------
+
+
 def bootstrap_interval(
     x: np.ndarray, y: np.ndarray, method: str, resamples: int, seed: int, level: float = 0.95
 ) -> tuple[float, float]:
-    """Bias-corrected and accelerated (BCa) bootstrap interval of a correlation, resampling (x, y) pairs."""
-    pairs = usable_pairs(x, y, 4)
-    if pairs is None:
+    """BCa bootstrap interval of a correlation, resampling (x, y) pairs: pass one pair per cell, the unit
+    the estimate is computed on. None (NaN) below MIN_INTERVAL_N pairs or at |r| = 1."""
+    x, y, _ = usable_pairs(x, y, method)
+    if method in RANK_METHODS:  # ranks keep the order of infinite values; resampled ranks rank alike
+        x, y = scipy_stats.rankdata(x), scipy_stats.rankdata(y)
+    statistic = correlate(x, y, method)[0] if len(x) >= MIN_INTERVAL_N else np.nan
+    if not np.isfinite(statistic) or abs(statistic) >= 1 - 1e-12:
         return float("nan"), float("nan")
-    x, y = pairs
+    vectorized = method != "kendall"
+    if vectorized:
+
+        def statistic_of(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+            return coefficient(np.moveaxis(a, axis, -1), np.moveaxis(b, axis, -1), method)
+
+    else:  # scipy's O(n log n) tau, resample by resample, beats O(n^2) pairwise signs on large groups
+
+        def statistic_of(a: np.ndarray, b: np.ndarray) -> float:
+            return scipy_stats.kendalltau(a, b).statistic
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = scipy_stats.bootstrap(
             (x, y),
-            lambda a, b: correlate(a, b, method)[0],
+            statistic_of,
             paired=True,
-            vectorized=False,
+            vectorized=vectorized,
             n_resamples=resamples,
             confidence_level=level,
             method="BCa",
@@ -203,39 +362,203 @@ def bootstrap_interval(
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-# Variance of the Fisher z of each coefficient (Fieller, Hartley & Pearson 1957): 1/(n-3) for Pearson,
-# 1.06/(n-3) for Spearman, 0.437/(n-4) for Kendall.
-FISHER_VARIANCE = {"pearson": (1.0, 3), "spearman": (1.06, 3), "kendall": (0.437, 4)}
+# Variance of the Fisher z of each coefficient: 1/(n-3) for Pearson; Bonett & Wright (2000)'s
+# (1 + r^2/2)/(n-3) for Spearman; Fieller, Hartley & Pearson (1957)'s 0.437/(n-4) for Kendall.
+FISHER_VARIANCE: dict[str, Callable[[float, int], float]] = {
+    "pearson": lambda r, n: 1 / (n - 3),
+    "spearman": lambda r, n: (1 + r**2 / 2) / (n - 3),
+    "kendall": lambda r, n: 0.437 / (n - 4),
+}
 
 
 def fisher_interval(statistic: float, n: int, method: str, level: float = 0.95) -> tuple[float, float]:
-    scale, offset = FISHER_VARIANCE[method]
-    if not np.isfinite(statistic) or n <= offset:
+    """Fisher-z interval; none (NaN) below MIN_INTERVAL_N pairs or at |r| = 1, where z is infinite."""
+    if not np.isfinite(statistic) or n < MIN_INTERVAL_N or abs(statistic) >= 1 - 1e-12:
         return float("nan"), float("nan")
-    z = np.arctanh(np.clip(statistic, -0.999999, 0.999999))
-    half = scipy_stats.norm.ppf(0.5 + level / 2) * np.sqrt(scale / (n - offset))
+    half = scipy_stats.norm.ppf(0.5 + level / 2) * np.sqrt(FISHER_VARIANCE[method](statistic, n))
+    z = np.arctanh(statistic)
     return float(np.tanh(z - half)), float(np.tanh(z + half))
 
 
 def add_intervals(table: pd.DataFrame, runs: pd.DataFrame, resamples: int, seed: int, diverged: str) -> pd.DataFrame:
-    """95% intervals: bootstrap (BCa) for the ratio rows, the paper's headline tests; Fisher z for the
-    smaller per-rate and per-size groups, where a bootstrap of a few runs is unreliable."""
-    runs = apply_diverged_policy(runs, diverged) if "diverged" in runs else runs
+    """95% intervals: a BCa bootstrap over cells for the ratio rows (the headline tests, whose x is far
+    from normal), Fisher z for the per-rate and per-size groups."""
+    cells = cell_table(runs, list(dict.fromkeys(table["outcome"])), diverged)
+    by_scenario = dict(list(cells.groupby(SCENARIO, sort=False)))
     table = table.assign(ci_low=np.nan, ci_high=np.nan, ci_method="")
     for index, row in table.iterrows():
         if row["group"] == "ratio":
-            members = runs[
-                (runs["experiment"] == row["experiment"])
-                & (runs["model"] == row["model"])
-                & (runs["dataset"] == row["dataset"])
-            ]
+            members = by_scenario[(row["experiment"], row["model"], row["dataset"])]
             x, y = members["ratio"].to_numpy(), members[row["outcome"]].to_numpy()
-            interval, how = bootstrap_interval(x, y, row["method"], resamples, seed), "bootstrap"
+            interval, how = bootstrap_interval(x, y, row["method"], resamples, seed), "bootstrap BCa over cells"
         else:
-            interval, how = fisher_interval(row["statistic"], row["n"], row["method"]), "fisher_z"
+            interval, how = fisher_interval(row["statistic"], row["n"], row["method"]), "Fisher z"
         if np.isfinite(interval[0]):
             table.loc[index, ["ci_low", "ci_high", "ci_method"]] = [interval[0], interval[1], how]
     return table
+
+
+# --- beyond single correlations ----------------------------------------------------------------------------------
+
+
+def stratified_tests(
+    cells: pd.DataFrame, outcomes: Sequence[str], primary: Primary, permutations: int, seed: int
+) -> pd.DataFrame:
+    """One test per scenario, outcome and axis: is the outcome monotone in batch size within learning
+    rates (or in learning rate within batch sizes), pooled over all groups?
+
+    The statistic is the mean of the groups' coefficients (primary method); its null comes from permuting
+    the outcome within each group independently, which keeps every difference between groups. The p-value
+    is Monte Carlo, (b + 1) / (permutations + 1) (Phipson & Smyth 2010): never below 1 / (permutations + 1).
+    """
+    method, rng = primary.method, np.random.default_rng(seed)
+    rows = []
+    for (experiment, model, dataset), scenario_cells in cells.groupby(SCENARIO, sort=True):
+        for outcome in outcomes:
+            for x, within in (("batch_size", "lr"), ("lr", "batch_size")):
+                observed, null, used = 0.0, np.zeros(permutations), 0
+                for _, members in scenario_cells.groupby(within, sort=True):
+                    values_x, values_y, _ = usable_pairs(members[x], members[outcome], method)
+                    if len(values_x) < 3 or len(np.unique(values_x)) < 2 or len(np.unique(values_y)) < 2:
+                        continue
+                    if method in RANK_METHODS:
+                        values_x, values_y = scipy_stats.rankdata(values_x), scipy_stats.rankdata(values_y)
+                    shuffled = rng.permuted(np.tile(values_y, (permutations, 1)), axis=1)
+                    observed += float(coefficient(values_x, values_y, ON_RANKS[method]))
+                    null += coefficient(values_x, shuffled, ON_RANKS[method])
+                    used += 1
+                statistic = observed / used if used else np.nan
+                exceed = int((np.abs(null) >= abs(observed) - 1e-12).sum()) if used else 0
+                rows.append(
+                    [experiment, model, dataset, outcome, x, within, method, primary.role(method, outcome), used]
+                    + [statistic, PREDICTED_SIGN[x] * OUTCOME_DIRECTION[outcome]]
+                    + [(exceed + 1) / (permutations + 1) if used else np.nan, permutations]
+                )
+    return pd.DataFrame(
+        rows,
+        columns=SCENARIO
+        + ["outcome", "x", "within", "method", "role", "groups", "statistic", "expected_sign", "p_value"]
+        + ["permutations"],
+    )
+
+
+def ratio_regressions(cells: pd.DataFrame, outcomes: Sequence[str], primary: Primary) -> pd.DataFrame:
+    """Per scenario and outcome, OLS of the cell means on log2(batch size) and log2(learning rate).
+
+    `slope_batch_size` and `slope_lr` are the change in the outcome per doubling of one with the other
+    held fixed, with 95% intervals from HC3 (heteroscedasticity-consistent) errors and t(n - 3). If only
+    the ratio matters, the outcome depends on log2 B - log2 eta alone and the slopes cancel:
+    `slope_sum` (their sum) with its interval, and `p_ratio_only`, the test of slope_sum = 0. Seeds enter
+    as cell means: the cell is the cluster (seeds of one cell share its lack of fit), and as every seed
+    covers every cell, seed effects cancel from the slopes. Only the linear part of the claim is tested.
+    """
+    import statsmodels.api as sm
+
+    columns = ["slope_batch_size", "slope_lr", "slope_sum"]
+    bounds = [f"{name}_{end}" for name in columns for end in ("low", "high")]
+    rows = []
+    for (experiment, model, dataset), scenario_cells in cells.groupby(SCENARIO, sort=True):
+        for outcome in outcomes:
+            y = scenario_cells[outcome].to_numpy(dtype=float)
+            keep = np.isfinite(y)
+            members = scenario_cells[keep]
+            estimates = [np.nan] * (3 + 6 + 3 + 1)
+            enough = (
+                keep.sum() >= MIN_REGRESSION_CELLS
+                and members["batch_size"].nunique() >= 2
+                and members["lr"].nunique() >= 2
+                and np.ptp(y[keep]) > 0
+            )
+            if enough:
+                design = pd.DataFrame(
+                    {
+                        "const": 1.0,
+                        "log2_batch_size": np.log2(members["batch_size"].to_numpy(dtype=float)),
+                        "log2_lr": np.log2(members["lr"].to_numpy(dtype=float)),
+                    }
+                )
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fit = sm.OLS(y[keep], design).fit(cov_type="HC3", use_t=True)
+                    both = fit.t_test("log2_batch_size + log2_lr = 0")
+                intervals = fit.conf_int(0.05)
+                sum_interval = np.asarray(both.conf_int(0.05)).ravel()
+                estimates = (
+                    [fit.params["log2_batch_size"], fit.params["log2_lr"], float(np.squeeze(both.effect))]
+                    + list(intervals.loc["log2_batch_size"])
+                    + list(intervals.loc["log2_lr"])
+                    + list(sum_interval)
+                    + [max(float(fit.pvalues[term]), P_FLOOR) for term in ("log2_batch_size", "log2_lr")]
+                    + [max(float(np.squeeze(both.pvalue)), P_FLOOR), fit.rsquared]
+                )
+            rows.append(
+                [experiment, model, dataset, outcome, primary.role(primary.method, outcome), int(keep.sum())]
+                + [int((~keep).sum())]
+                + estimates
+            )
+    return pd.DataFrame(
+        rows,
+        columns=SCENARIO
+        + ["outcome", "role", "cells", "n_dropped"]
+        + columns
+        + bounds
+        + ["p_batch_size", "p_lr", "p_ratio_only", "r_squared"],
+    )
+
+
+def divergence_cells(runs: pd.DataFrame) -> pd.DataFrame:
+    """Divergence as an outcome: per grid cell, its runs, how many diverged and the rate (every run)."""
+    runs = with_diverged(runs)
+    cells = runs.groupby(CELL, sort=True)["diverged"].agg(runs="size", diverged="sum").reset_index()
+    cells["diverged"] = cells["diverged"].astype(int)
+    cells.insert(len(CELL), "ratio", cells["batch_size"] / cells["lr"])
+    return cells.assign(rate=cells["diverged"] / cells["runs"])
+
+
+HEADLINE_COLUMNS = SCENARIO + ["analysis", "diverged_policy", "x", "outcome", "method", "n", "statistic"]
+HEADLINE_COLUMNS += ["ci_low", "ci_high", "p_value", "p_holm", "runs", "diverged_runs"]
+
+
+def headline(
+    runs: pd.DataFrame, table: pd.DataFrame, primary: Primary, policy: str, resamples: int, seed: int
+) -> pd.DataFrame:
+    """Per scenario: the primary ratio test under both divergence policies (Holm from `table` for the
+    configured one), and the divergence rate against the ratio, so divergence is reported, not only
+    filtered. Rows: analysis `ratio` (policy exclude, include) and `divergence`."""
+    divergence = divergence_cells(runs)
+    tables = {name: cell_table(runs, [primary.outcome], name) for name in POLICIES}
+    rows = []
+    for scenario, cells in divergence.groupby(SCENARIO, sort=True):
+        counts = [int(cells["runs"].sum()), int(cells["diverged"].sum())]
+        for name in POLICIES:
+            members = tables[name]
+            members = members[in_scenario(members, scenario)]
+            test = correlation_test(members["ratio"], members[primary.outcome], primary.method)
+            interval = bootstrap_interval(
+                members["ratio"].to_numpy(), members[primary.outcome].to_numpy(), primary.method, resamples, seed
+            )
+            p_holm = np.nan
+            if name == policy:
+                chosen = table[
+                    in_scenario(table, scenario)
+                    & (table["group"] == "ratio")
+                    & (table["method"] == primary.method)
+                    & (table["outcome"] == primary.outcome)
+                ]
+                p_holm = float(chosen["p_holm"].iloc[0]) if len(chosen) else np.nan
+            rows.append(
+                [*scenario, "ratio", name, "ratio", primary.outcome, primary.method, test.n, test.statistic]
+                + [*interval, test.p_value, p_holm, *counts]
+            )
+        test = correlation_test(cells["ratio"], cells["rate"], primary.method)
+        interval = bootstrap_interval(
+            cells["ratio"].to_numpy(), cells["rate"].to_numpy(), primary.method, resamples, seed
+        )
+        rows.append(
+            [*scenario, "divergence", "all runs", "ratio", "diverged_rate", primary.method, test.n, test.statistic]
+            + [*interval, test.p_value, np.nan, *counts]
+        )
+    return pd.DataFrame(rows, columns=HEADLINE_COLUMNS)
 
 
 def granulated_kendall(runs: pd.DataFrame, outcomes: Sequence[str], diverged: str = "exclude") -> pd.DataFrame:
@@ -251,152 +574,122 @@ def granulated_kendall(runs: pd.DataFrame, outcomes: Sequence[str], diverged: st
     for (experiment, model, dataset, outcome), part in kendall.groupby(SCENARIO + ["outcome"], sort=True):
         psi_batch_size = part.loc[part["x"] == "batch_size", "statistic"].mean()
         psi_learning_rate = -part.loc[part["x"] == "lr", "statistic"].mean()
-        rows.append(
-            [
-                experiment,
-                model,
-                dataset,
-                outcome,
-                psi_batch_size,
-                psi_learning_rate,
-                np.nanmean([psi_batch_size, psi_learning_rate]),
-            ]
+        psi = (
+            np.nanmean([psi_batch_size, psi_learning_rate])
+            if np.isfinite([psi_batch_size, psi_learning_rate]).any()
+            else np.nan
         )
+        rows.append([experiment, model, dataset, outcome, psi_batch_size, psi_learning_rate, psi])
     return pd.DataFrame(rows, columns=SCENARIO + ["outcome", "psi_batch_size", "psi_learning_rate", "psi"])
 
 
 def iso_ratio(runs: pd.DataFrame, outcomes: Sequence[str], diverged: str = "exclude") -> pd.DataFrame:
-    """How much the outcome varies within sets of runs sharing one ratio, against across those sets.
+    """How much the outcome varies among grid cells sharing one ratio, against across those sets.
 
-    Runs are grouped by their exact ratio (to 9 significant digits); only sets with at least two runs
-    count. `within_sd` is the pooled standard deviation inside the sets, `between_sd` that of the set
-    means, and `eta_squared` the share of the outcome's variance (over those runs) that the ratio set
-    explains: near 1 means equal ratios give equal results.
+    Cells (seed means) are grouped by their exact ratio (to 9 significant digits); a set needs two or
+    more distinct (batch size, learning rate) cells: replicate seeds of one cell are not an iso-ratio set.
+    `within_sd` is the pooled standard deviation of the cell means inside the sets, `between_sd` that of
+    the set means, `eta_squared` the share of the cell means' variance the ratio set explains (near 1:
+    equal ratios give equal results), and `seed_sd` the pooled standard deviation between seeds of one
+    cell (NaN with one seed): the noise floor `within_sd` should be read against.
     """
-    runs = apply_diverged_policy(runs, diverged) if "diverged" in runs else runs
+    cells = cell_table(runs, outcomes, diverged)
+    runs = with_diverged(runs)
+    runs = runs if diverged == "include" else runs.merge(cells[CELL], on=CELL)
     rows = []
-    for (experiment, model, dataset), scenario in runs.groupby(SCENARIO, sort=True):
+    for (experiment, model, dataset), scenario in cells.groupby(SCENARIO, sort=True):
         key = scenario["ratio"].map(lambda value: float(f"{value:.9g}"))
+        scenario_runs = runs[in_scenario(runs, (experiment, model, dataset))]
         for outcome in outcomes:
             values = scenario[outcome].astype(float)
             sizes = key.map(key.value_counts())
             shared = values[(sizes >= 2) & np.isfinite(values)]
             sets = shared.groupby(key[shared.index])
+            seed_sd = pooled_seed_sd(scenario_runs, outcome)
             if sets.ngroups < 2:
-                rows.append([experiment, model, dataset, outcome, sets.ngroups, len(shared), np.nan, np.nan, np.nan])
+                rows.append(
+                    [experiment, model, dataset, outcome, sets.ngroups, len(shared), np.nan, np.nan, np.nan, seed_sd]
+                )
                 continue
             within = ((shared - sets.transform("mean")) ** 2).sum()
             total = ((shared - shared.mean()) ** 2).sum()
             within_sd = float(np.sqrt(within / max(len(shared) - sets.ngroups, 1)))
             between_sd = float(sets.mean().std(ddof=1))
-            eta_squared = float(1 - within / total) if total > 0 else np.nan
+            constant = np.ptp(shared) <= 1e-12 * max(1.0, float(np.abs(shared).max()))
+            eta_squared = np.nan if constant else float(1 - within / total)
             rows.append(
                 [experiment, model, dataset, outcome, sets.ngroups, len(shared), within_sd, between_sd, eta_squared]
+                + [seed_sd]
             )
     return pd.DataFrame(
-        rows, columns=SCENARIO + ["outcome", "ratio_sets", "runs", "within_sd", "between_sd", "eta_squared"]
+        rows,
+        columns=SCENARIO + ["outcome", "ratio_sets", "cells", "within_sd", "between_sd", "eta_squared", "seed_sd"],
     )
 
 
-def markdown_table(table: pd.DataFrame, runs: pd.DataFrame | None = None, diverged: str = "exclude") -> str:
-    """One Markdown section per scenario and outcome: groups as rows, methods side by side.
-
-    Given the runs table, each section says how many runs there were and how many diverged.
-    """
-    lines = ["# Correlations of outcome with batch size, learning rate and their ratio", ""]
-    for (experiment, model, dataset, outcome), part in table.groupby(SCENARIO + ["outcome"], sort=True):
-        methods = list(dict.fromkeys(part["method"]))
-        header = ["group", "x", "n"] + [f"{method} {value}" for method in methods for value in ("statistic", "p")]
-        lines += [f"## {experiment}: {model} on {dataset}, {outcome}", ""]
-        note = diverged_note(runs, (experiment, model, dataset), diverged)
-        lines += [note, ""] if note else []
-        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for (group, x), rows in part.groupby(["group", "x"], sort=False):
-            by_method = rows.set_index("method")
-            cells = [group, x, str(rows["n"].iloc[0])]
-            for method in methods:
-                cells += [f"{by_method.at[method, 'statistic']:.3f}", f"{by_method.at[method, 'p_value']:.3g}"]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines)
+def pooled_seed_sd(runs: pd.DataFrame, outcome: str) -> float:
+    """Pooled standard deviation of an outcome between seeds of one cell; NaN without replicates."""
+    values = runs[outcome].astype(float)
+    finite = runs[np.isfinite(values)]
+    by_cell = finite.groupby(CELL)[outcome]
+    degrees = int((by_cell.size() - 1).clip(lower=0).sum())
+    if degrees == 0:
+        return float("nan")
+    return float(np.sqrt(((finite[outcome] - by_cell.transform("mean")) ** 2).sum() / degrees))
 
 
-def _cell(value: float, digits: str) -> str:
-    return "–" if not np.isfinite(value) else format(value, digits)
+# --- everything `bslr stats` writes ------------------------------------------------------------------------------
 
 
-def significance_summary(part: pd.DataFrame, alpha: float) -> str:
-    """How many groups of one scenario and outcome support the paper's prediction, per method."""
-    texts = []
-    for method, rows in part.groupby("method", sort=False):
-        tested = rows[np.isfinite(rows["p_value"])]
-        agrees = np.sign(tested["statistic"]) == tested["expected_sign"]
-        raw = int(((tested["p_value"] < alpha) & agrees).sum())
-        corrected = int(((tested["p_holm"] < alpha) & agrees).sum())
-        texts.append(
-            f"{method}: {raw} of {len(tested)} groups significant at {alpha:g} with the predicted sign "
-            f"({corrected} after Holm)"
-        )
-    return "; ".join(texts)
+@dataclass
+class Analysis:
+    """Every table of one statistics run, with the settings they were computed under."""
+
+    correlations: pd.DataFrame
+    granulated_kendall: pd.DataFrame
+    iso_ratio: pd.DataFrame
+    regression: pd.DataFrame
+    stratified: pd.DataFrame
+    divergence: pd.DataFrame
+    headline: pd.DataFrame
+    primary: Primary
+    policy: str
+    runs: pd.DataFrame
 
 
-def diverged_note(runs: pd.DataFrame | None, scenario: tuple[str, str, str], policy: str) -> str:
-    if runs is None or "diverged" not in runs:
-        return ""
-    experiment, model, dataset = scenario
-    members = runs[(runs["experiment"] == experiment) & (runs["model"] == model) & (runs["dataset"] == dataset)]
-    count = int(members["diverged"].astype(bool).sum())
-    action = "excluded from" if policy == "exclude" else "included in"
-    return f"{len(members)} runs; {count} diverged, {action} the tests (analysis.diverged: {policy})."
-
-
-def paper_tables(
-    table: pd.DataFrame, alpha: float, runs: pd.DataFrame | None = None, diverged: str = "exclude"
-) -> tuple[str, str]:
-    """The paper's tables, one per scenario and outcome, as Markdown and as LaTeX (booktabs)."""
-    methods = list(dict.fromkeys(table["method"]))
-    markdown = [
-        "# Correlation tables",
-        "",
-        "Predicted sign: − for batch size and ratio, + for learning rate (for accuracy; flipped for the gap "
-        f"and losses). Significance level {alpha:g}.",
-        "",
-    ]
-    latex = ["% bslr correlation tables; needs \\usepackage{booktabs}"]
-    for (experiment, model, dataset, outcome), part in table.groupby(SCENARIO + ["outcome"], sort=True):
-        header = ["group", "n", "predicted"] + [f"{m} {v}" for m in methods for v in ("statistic", "p", "p (Holm)")]
-        markdown += [
-            f"## {experiment}: {model} on {dataset}, {outcome}",
-            "",
-            "| " + " | ".join(header) + " |",
-            "|" + "---|" * len(header),
-        ]
-        latex_outcome = outcome.replace("_", "\\_")
-        latex += [
-            "",
-            "\\begin{table}[t]",
-            "\\centering",
-            f"\\caption{{{experiment}: {model} on {dataset}, {latex_outcome}. {significance_summary(part, alpha)}.}}",
-            "\\begin{tabular}{l r r " + "r r r " * len(methods) + "}",
-            "\\toprule",
-            " & ".join(["group", "$n$", "pred."] + [f"{m} & $p$ & $p_\\mathrm{{Holm}}$" for m in methods]) + " \\\\",
-            "\\midrule",
-        ]
-        for (group, _), rows in part.groupby(["group", "x"], sort=False):
-            by_method = rows.set_index("method")
-            sign = "−" if rows["expected_sign"].iloc[0] < 0 else "+"
-            cells = [group, str(rows["n"].iloc[0]), sign]
-            for method in methods:
-                row = by_method.loc[method]
-                cells += [_cell(row["statistic"], ".3f"), _cell(row["p_value"], ".2g"), _cell(row["p_holm"], ".2g")]
-            markdown.append("| " + " | ".join(cells) + " |")
-            latex.append(
-                " & ".join(
-                    [cells[0].replace("=", "$=$"), cells[1], "$-$" if sign == "−" else "$+$"] + cells[3:]
-                ).replace("–", "--")
-                + " \\\\"
-            )
-        note = diverged_note(runs, (experiment, model, dataset), diverged)
-        markdown += ["", significance_summary(part, alpha) + ". " + note, ""]
-        latex += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
-    return "\n".join(markdown), "\n".join(latex) + "\n"
+def analyse(
+    runs: pd.DataFrame,
+    outcomes: Sequence[str],
+    methods: Sequence[str],
+    primary: Primary = Primary(),
+    diverged: str = "exclude",
+    resamples: int = 1000,
+    seed: int = 0,
+    permutations: int = 9999,
+) -> Analysis:
+    """All statistics of a runs table. The primary method and outcome are tested whatever `methods` and
+    `outcomes` list."""
+    check_policy(diverged)
+    if primary.method not in METHODS or primary.outcome not in OUTCOME_DIRECTION:
+        raise ConfigError(f"analysis.primary must name a known method and outcome, not {primary}")
+    unknown = sorted(set(outcomes) - set(OUTCOME_DIRECTION))
+    if unknown:
+        raise ConfigError(f"unknown outcomes {unknown}; known: {', '.join(OUTCOME_DIRECTION)}")
+    outcomes = list(dict.fromkeys([*outcomes, primary.outcome]))
+    methods = list(dict.fromkeys([*methods, primary.method]))
+    runs = with_diverged(runs)
+    table = correlations(runs, outcomes, methods, diverged, primary)
+    table = add_intervals(table, runs, resamples, seed, diverged)
+    cells = cell_table(runs, outcomes, diverged)
+    return Analysis(
+        correlations=table,
+        granulated_kendall=granulated_kendall(runs, outcomes, diverged),
+        iso_ratio=iso_ratio(runs, outcomes, diverged),
+        regression=ratio_regressions(cells, outcomes, primary),
+        stratified=stratified_tests(cells, outcomes, primary, permutations, seed),
+        divergence=divergence_cells(runs),
+        headline=headline(runs, table, primary, diverged, resamples, seed),
+        primary=primary,
+        policy=diverged,
+        runs=runs,
+    )

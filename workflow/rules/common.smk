@@ -1,4 +1,5 @@
 import json
+import shlex
 import sys
 
 try:
@@ -13,6 +14,8 @@ try:
         SCENARIO_FIGURE,
         SCENARIO_FIGURE_LOG,
         SCENARIO_FIGURES,
+        STATS_LOG,
+        STATS_OUTPUTS,
         Plan,
         figure_pattern,
     )

@@ -1,38 +1,56 @@
 rule stats:
     input:
-        "results/aggregate/runs.parquet",
+        rules.aggregate.output.runs,
     output:
         csv=report(
-            "results/stats/correlations.csv",
+            STATS_OUTPUTS["csv"],
             caption="../report/correlations.rst",
             category="Statistics",
         ),
-        parquet="results/stats/correlations.parquet",
-        markdown="results/stats/correlations.md",
-        granulated_kendall="results/stats/granulated_kendall.csv",
+        parquet=STATS_OUTPUTS["parquet"],
+        markdown=STATS_OUTPUTS["markdown"],
+        granulated_kendall=STATS_OUTPUTS["granulated_kendall"],
         iso_ratio=report(
-            "results/stats/iso_ratio.csv",
+            STATS_OUTPUTS["iso_ratio"],
             caption="../report/iso_ratio_table.rst",
             category="Statistics",
         ),
-        tables_markdown="results/tables/correlations.md",
-        tables_latex="results/tables/correlations.tex",
+        headline=report(
+            STATS_OUTPUTS["headline"],
+            caption="../report/headline.rst",
+            category="Statistics",
+        ),
+        regression=report(
+            STATS_OUTPUTS["regression"],
+            caption="../report/regression.rst",
+            category="Statistics",
+        ),
+        stratified=STATS_OUTPUTS["stratified"],
+        divergence=STATS_OUTPUTS["divergence"],
+        tables_markdown=STATS_OUTPUTS["tables_markdown"],
+        tables_latex=STATS_OUTPUTS["tables_latex"],
     log:
-        "logs/stats.log",
+        STATS_LOG,
     localrule: True
     conda:
         "../../envs/analysis.yaml"
     params:
         outcomes=CONFIG["analysis"]["outcomes"],
         methods=CONFIG["analysis"]["methods"],
+        primary_method=CONFIG["analysis"]["primary"]["method"],
+        primary_outcome=CONFIG["analysis"]["primary"]["outcome"],
         diverged=CONFIG["analysis"]["diverged"],
         alpha=CONFIG["analysis"]["alpha"],
         bootstrap_resamples=CONFIG["analysis"]["bootstrap_resamples"],
+        permutations=CONFIG["analysis"]["permutations"],
         seed=CONFIG["analysis"]["seed"],
-        stats_dir=lambda wildcards, output: os.path.dirname(output.csv),
-        tables_dir=lambda wildcards, output: os.path.dirname(output.tables_latex),
+        # every output by its name, so that the paths declared here are the ones written
+        outputs=lambda wildcards, output: " ".join(
+            shlex.quote(f"{name}={path}") for name, path in output.items()
+        ),
     shell:
         "bslr stats --runs {input} --outcomes {params.outcomes} --methods {params.methods}"
+        " --primary-method {params.primary_method} --primary-outcome {params.primary_outcome}"
         " --diverged {params.diverged} --alpha {params.alpha}"
-        " --bootstrap-resamples {params.bootstrap_resamples} --seed {params.seed}"
-        " --output-dir {params.stats_dir} --tables-dir {params.tables_dir} > {log} 2>&1"
+        " --bootstrap-resamples {params.bootstrap_resamples} --permutations {params.permutations}"
+        " --seed {params.seed} --output {params.outputs} > {log} 2>&1"

@@ -1,0 +1,525 @@
+"""The statistics as tables to read and to publish: Markdown and LaTeX (booktabs) from one description.
+
+Each table is built once from an `Analysis` and written by a `Style`, so the two formats cannot say
+different things. Numbers carry real minus signs (U+2212 in Markdown, math mode in LaTeX) and a fixed
+number of decimals, right-aligned; p-values at the floor print as "< 1e-16", never 0; LaTeX escapes
+every name and is pure ASCII, so it compiles with booktabs alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from bslr.config import format_lr
+from bslr.stats import MIN_INTERVAL_N, P_FLOOR, SCENARIO, Analysis, in_scenario
+
+METHOD_NAMES = {"pearson": "Pearson's r", "spearman": "Spearman's rho", "kendall": "Kendall's tau"}
+OUTCOME_ROLES = {"primary": "primary outcome", "sensitivity": "sensitivity"}
+AXIS_NAMES = {"batch_size": "batch size", "lr": "learning rate", "ratio": "batch size / learning rate"}
+
+
+class Markdown:
+    """GitHub-flavoured Markdown."""
+
+    dash = "–"
+
+    def text(self, value: str) -> str:
+        return str(value).replace("|", "\\|")
+
+    def number(self, value: float, digits: int = 3) -> str:
+        return self.dash if not np.isfinite(value) else f"{value:.{digits}f}".replace("-", "−")
+
+    def p(self, value: float) -> str:
+        if not np.isfinite(value):
+            return self.dash
+        if value <= P_FLOOR * (1 + 1e-9):
+            return "< 1e−16"
+        if value < 1e-3:
+            mantissa, exponent = f"{value:.1e}".split("e")
+            return f"{mantissa}e−{int(exponent[1:])}"
+        return f"{value:.3f}"
+
+    def interval(self, low: float, high: float) -> str:
+        if not (np.isfinite(low) and np.isfinite(high)):
+            return self.dash
+        return f"[{self.number(low)}, {self.number(high)}]"
+
+    def symbol(self, method: str) -> str:
+        return {"pearson": "r", "spearman": "ρ", "kendall": "τ"}[method]
+
+    def heading(self, level: int, title: str) -> list[str]:
+        return ["#" * level + " " + self.text(title), ""]
+
+    def paragraph(self, text: str) -> list[str]:
+        return [text, ""]
+
+    def table(
+        self,
+        caption: str,
+        header: Sequence[str],
+        rows: Sequence[Sequence[str]],
+        groups: Sequence[str] = (),
+        left: int = 1,
+    ) -> list[str]:
+        """`groups`: a name per block of equal width after the first `left` columns (Markdown has no
+        column groups, so each column's name is prefixed with its group's)."""
+        if groups:
+            width = (len(header) - left) // len(groups)
+            header = list(header[:left]) + [
+                f"{groups[(index - left) // width]}: {name}" for index, name in enumerate(header) if index >= left
+            ]
+        align = [":---"] * left + ["---:"] * (len(header) - left)
+        lines = [f"**{caption}**", "", "| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return lines + [""]
+
+    def page_break(self) -> list[str]:
+        return []
+
+
+class Latex:
+    """LaTeX with booktabs; ASCII only, every name escaped."""
+
+    dash = "--"
+    ESCAPES = {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+    }
+
+    def text(self, value: str) -> str:
+        return "".join(self.ESCAPES.get(character, character) for character in str(value))
+
+    def number(self, value: float, digits: int = 3) -> str:
+        if not np.isfinite(value):
+            return self.dash
+        return f"${value:.{digits}f}$" if value < 0 else f"{value:.{digits}f}"
+
+    def p(self, value: float) -> str:
+        if not np.isfinite(value):
+            return self.dash
+        if value <= P_FLOOR * (1 + 1e-9):
+            return "$<10^{-16}$"
+        if value < 1e-3:
+            mantissa, exponent = f"{value:.1e}".split("e")
+            return f"${mantissa}\\times10^{{{int(exponent)}}}$"
+        return f"{value:.3f}"
+
+    def interval(self, low: float, high: float) -> str:
+        if not (np.isfinite(low) and np.isfinite(high)):
+            return self.dash
+        return f"$[{low:.3f}, {high:.3f}]$"
+
+    def symbol(self, method: str) -> str:
+        return {"pearson": "$r$", "spearman": r"$\rho$", "kendall": r"$\tau$"}[method]
+
+    def heading(self, level: int, title: str) -> list[str]:
+        command = {1: "section", 2: "subsection"}.get(level, "subsubsection")
+        return [f"\\{command}*{{{self.text(title)}}}", ""]
+
+    def paragraph(self, text: str) -> list[str]:
+        return [text, ""]
+
+    def table(
+        self,
+        caption: str,
+        header: Sequence[str],
+        rows: Sequence[Sequence[str]],
+        groups: Sequence[str] = (),
+        left: int = 1,
+    ) -> list[str]:
+        lines = [
+            "\\begin{table}[htbp]",
+            "\\centering",
+            "\\scriptsize",
+            f"\\caption{{{caption}}}",
+            "\\begin{tabular}{" + "l" * left + "r" * (len(header) - left) + "}",
+            "\\toprule",
+        ]
+        if groups:
+            width = (len(header) - left) // len(groups)
+            lines.append(
+                " & ".join([""] * left + [f"\\multicolumn{{{width}}}{{c}}{{{name}}}" for name in groups]) + " \\\\"
+            )
+            lines.append(
+                " ".join(
+                    f"\\cmidrule(lr){{{left + 1 + index * width}-{left + (index + 1) * width}}}"
+                    for index in range(len(groups))
+                )
+            )
+        lines += [" & ".join(header) + " \\\\", "\\midrule"]
+        lines += [" & ".join(row) + " \\\\" for row in rows]
+        return lines + ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+
+    def page_break(self) -> list[str]:
+        return ["\\clearpage", ""]  # LaTeX holds at most 18 unplaced floats
+
+
+Style = Markdown | Latex
+
+
+def significance_counts(rows: pd.DataFrame, alpha: float) -> dict[str, int]:
+    """Groups significant with the predicted sign and with the opposite sign, raw and after Holm: a
+    result against the prediction is a finding too, and is counted as one."""
+    tested = rows[np.isfinite(rows["p_value"])]
+    agrees = np.sign(tested["statistic"]) == tested["expected_sign"]
+    opposes = np.sign(tested["statistic"]) == -tested["expected_sign"]
+    raw, corrected = tested["p_value"] < alpha, tested["p_holm"] < alpha
+    return {
+        "tested": len(tested),
+        "predicted": int((raw & agrees).sum()),
+        "predicted_holm": int((corrected & agrees).sum()),
+        "opposite": int((raw & opposes).sum()),
+        "opposite_holm": int((corrected & opposes).sum()),
+    }
+
+
+def significance_summary(part: pd.DataFrame, alpha: float) -> str:
+    """Per method, how many groups of one scenario and outcome are significant, in either direction."""
+    texts = []
+    for method, rows in part.groupby("method", sort=False):
+        counts = significance_counts(rows, alpha)
+        texts.append(
+            f"{method}: {counts['predicted']} of {counts['tested']} groups significant at {alpha:g} with the "
+            f"predicted sign ({counts['predicted_holm']} after Holm), {counts['opposite']} with the opposite "
+            f"sign ({counts['opposite_holm']} after Holm)"
+        )
+    return "; ".join(texts)
+
+
+def diverged_note(runs: pd.DataFrame, scenario: tuple[str, str, str], policy: str) -> str:
+    members = runs[in_scenario(runs, scenario)]
+    count = int(members["diverged"].sum())
+    action = (
+        "cells with any diverged seed excluded from" if policy == "exclude" else "included (non-finite values worst) in"
+    )
+    return f"{len(members)} runs; {count} diverged, {action} the tests (analysis.diverged: {policy})."
+
+
+def _scenario_label(scenario: Sequence[str]) -> str:
+    return f"{scenario[1]} on {scenario[2]}"
+
+
+def _family_size(table: pd.DataFrame, experiment: str, outcome: str, method: str) -> int:
+    family = table[(table["experiment"] == experiment) & (table["outcome"] == outcome) & (table["method"] == method)]
+    return int(np.isfinite(family["p_value"]).sum())
+
+
+def primary_statement(analysis: Analysis, experiment: str, alpha: float, style: Style) -> str:
+    primary, table = analysis.primary, analysis.correlations
+    size = _family_size(table, experiment, primary.outcome, primary.method)
+    return style.text(
+        f"Primary analysis (analysis.primary): {METHOD_NAMES[primary.method]} of {primary.outcome} against "
+        f"the ratio batch size / learning rate, per scenario, over grid cells (seed means); two-sided; judged "
+        f"after Holm over the {size} tests of its family (every group of every scenario of {experiment}) at "
+        f"alpha = {alpha:g}. Every other method and outcome, and the other divergence policy, is a sensitivity "
+        f"analysis. Diverged runs: analysis.diverged = {analysis.policy}."
+    )
+
+
+def headline_table(analysis: Analysis, experiment: str, style: Style) -> list[str]:
+    primary = analysis.primary
+    rows = []
+    part = analysis.headline[analysis.headline["experiment"] == experiment]
+    for _, row in part[part["analysis"] == "ratio"].iterrows():
+        label = "primary" if row["diverged_policy"] == analysis.policy else "sensitivity"
+        rows.append(
+            [
+                style.text(_scenario_label(tuple(row[SCENARIO]))),
+                style.text(f"{row['diverged_policy']} ({label})"),
+                str(row["n"]),
+                style.number(row["statistic"]),
+                style.interval(row["ci_low"], row["ci_high"]),
+                style.p(row["p_value"]),
+                style.p(row["p_holm"]),
+            ]
+        )
+    caption = style.text(
+        f"Headline: {METHOD_NAMES[primary.method]} of {primary.outcome} against the ratio, under both "
+        f"divergence policies; n counts cells; 95% BCa bootstrap interval over cells (none below "
+        f"{MIN_INTERVAL_N} cells); Holm only for the configured policy."
+    )
+    header = [style.text(name) for name in ("scenario", "diverged runs", "n")] + [style.symbol(primary.method)]
+    header += [style.text(name) for name in ("95% CI", "p", "p (Holm)")]
+    return style.table(caption, header, rows, left=2)
+
+
+def divergence_table(analysis: Analysis, experiment: str, style: Style) -> list[str]:
+    primary = analysis.primary
+    part = analysis.headline[
+        (analysis.headline["experiment"] == experiment) & (analysis.headline["analysis"] == "divergence")
+    ]
+    cells = analysis.divergence[analysis.divergence["experiment"] == experiment]
+    rows = []
+    for _, row in part.iterrows():
+        members = cells[in_scenario(cells, tuple(row[SCENARIO]))]
+        rows.append(
+            [
+                style.text(_scenario_label(tuple(row[SCENARIO]))),
+                str(row["runs"]),
+                str(row["diverged_runs"]),
+                str(int((members["diverged"] > 0).sum())),
+                style.number(row["statistic"]),
+                style.interval(row["ci_low"], row["ci_high"]),
+                style.p(row["p_value"]),
+            ]
+        )
+    caption = style.text(
+        "Divergence as an outcome (secondary analysis): each cell's rate of diverged runs against the ratio "
+        f"({METHOD_NAMES[primary.method]}, two-sided, every run; 95% BCa bootstrap interval over cells; per-cell "
+        "rates in stats/divergence.csv). Undefined when no run diverged; many tied zero rates make it coarse."
+    )
+    header = [style.text(name) for name in ("scenario", "runs", "diverged", "cells with any")]
+    header += [style.symbol(primary.method), style.text("95% CI"), "p"]
+    return style.table(caption, header, rows)
+
+
+def regression_table(analysis: Analysis, experiment: str, style: Style) -> list[str]:
+    part = analysis.regression[analysis.regression["experiment"] == experiment]
+    rows = []
+    for _, row in part.sort_values("role", key=lambda role: role != "primary", kind="stable").iterrows():
+        rows.append(
+            [
+                style.text(_scenario_label(tuple(row[SCENARIO]))),
+                style.text(f"{row['outcome']} ({OUTCOME_ROLES[row['role']]})"),
+                str(row["cells"]),
+                style.number(row["slope_batch_size"], 4),
+                style.interval(row["slope_batch_size_low"], row["slope_batch_size_high"]),
+                style.number(row["slope_lr"], 4),
+                style.interval(row["slope_lr_low"], row["slope_lr_high"]),
+                style.number(row["slope_sum"], 4),
+                style.interval(row["slope_sum_low"], row["slope_sum_high"]),
+                style.p(row["p_ratio_only"]),
+            ]
+        )
+    caption = style.text(
+        "Only the ratio? (secondary analysis) OLS of each cell mean on log2 batch size and log2 learning rate: "
+        "change per doubling of each (the other fixed), 95% HC3 intervals; if only the ratio matters the slopes "
+        "sum to 0, and p tests that sum (two-sided; linear part only)."
+    )
+    header = ["scenario", "outcome", "cells", "per 2x batch size", "95% CI", "per 2x learning rate", "95% CI"]
+    header += ["sum", "95% CI", "p (sum = 0)"]
+    return style.table(caption, [style.text(name) for name in header], rows, left=2)
+
+
+def stratified_table(analysis: Analysis, experiment: str, style: Style) -> list[str]:
+    part = analysis.stratified[analysis.stratified["experiment"] == experiment]
+    rows = []
+    for _, row in part.sort_values("role", key=lambda role: role != "primary", kind="stable").iterrows():
+        rows.append(
+            [
+                style.text(_scenario_label(tuple(row[SCENARIO]))),
+                style.text(f"{row['outcome']} ({OUTCOME_ROLES[row['role']]})"),
+                style.text(f"{AXIS_NAMES[row['x']]} within {AXIS_NAMES[row['within']]}"),
+                "+" if row["expected_sign"] > 0 else ("$-$" if isinstance(style, Latex) else "−"),
+                str(row["groups"]),
+                style.number(row["statistic"]),
+                style.p(row["p_value"]),
+            ]
+        )
+    permutations = int(part["permutations"].iloc[0]) if len(part) else 0
+    caption = style.text(
+        "Stratified tests (secondary analysis), one per axis: the mean within-group "
+        f"{METHOD_NAMES[analysis.primary.method]}, tested by permuting the outcome within each group "
+        f"({permutations} Monte Carlo permutations, two-sided; the smallest possible p is 1/{permutations + 1})."
+    )
+    header = [
+        "scenario",
+        "outcome",
+        "axis",
+        "predicted",
+        "groups",
+        "mean " + style.symbol(analysis.primary.method),
+        "p",
+    ]
+    return style.table(caption, header, rows, left=3)
+
+
+def sign_table(analysis: Analysis, experiment: str, alpha: float, style: Style) -> list[str]:
+    table = analysis.correlations[analysis.correlations["experiment"] == experiment]
+    rows = []
+    ordered = table.assign(primary_first=table["role"] != "primary")
+    for (_, _, model, dataset, outcome, method), part in ordered.groupby(
+        ["primary_first", "experiment", "model", "dataset", "outcome", "method"], sort=True
+    ):
+        counts = significance_counts(part, alpha)
+        exact = part[np.isfinite(part["p_min"])]
+        rows.append(
+            [
+                style.text(f"{model} on {dataset}"),
+                style.text(f"{outcome}, {method} ({part['role'].iloc[0]})"),
+                str(counts["tested"]),
+                f"{counts['predicted']} / {counts['predicted_holm']}",
+                f"{counts['opposite']} / {counts['opposite_holm']}",
+                style.p(exact["p_min"].min()) if len(exact) else style.dash,
+            ]
+        )
+    caption = style.text(
+        f"Groups significant at {alpha:g}, two-sided, raw / after Holm, with the predicted sign (negative for "
+        "batch size and ratio, positive for learning rate; flipped for the gap and losses) and with the opposite "
+        "sign; the last column is the smallest p any small group's exact test could give."
+    )
+    header = ["scenario", "outcome, method", "groups", "predicted sign", "opposite sign", "smallest attainable p"]
+    return style.table(caption, [style.text(name) for name in header], rows, left=2)
+
+
+def paper_table(
+    analysis: Analysis, experiment: str, outcome: str, method: str, x: str, alpha: float, style: Style
+) -> list[str]:
+    """The paper's layout: a row per learning rate (x = batch size) or batch size (x = learning rate),
+    a column group per scenario; the primary method's stratified test as the last row."""
+    table = analysis.correlations
+    part = table[
+        (table["experiment"] == experiment)
+        & (table["outcome"] == outcome)
+        & (table["method"] == method)
+        & (table["x"] == x)
+    ]
+    scenarios = list(part.groupby(SCENARIO, sort=True).groups)
+    levels = sorted({float(group.split("=", 1)[1]) for group in part["group"]})
+    label = (lambda value: f"lr={format_lr(value)}") if x == "batch_size" else (lambda value: f"bs={int(value)}")
+    indexed = part.set_index(SCENARIO + ["group"])
+    rows = []
+    for level in levels:
+        cells = [label(level)]
+        for scenario in scenarios:
+            key = (*scenario, label(level))
+            if key in indexed.index:
+                row = indexed.loc[key]
+                cells += [
+                    str(row["n"]),
+                    style.number(row["statistic"]),
+                    style.interval(row["ci_low"], row["ci_high"]),
+                    style.p(row["p_value"]),
+                    style.p(row["p_holm"]),
+                ]
+            else:
+                cells += [style.dash] * 5
+        rows.append([style.text(cells[0]), *cells[1:]])
+    stratified = analysis.stratified
+    if method == analysis.primary.method:
+        pooled = ["stratified"]
+        for scenario in scenarios:
+            match = stratified[
+                in_scenario(stratified, scenario) & (stratified["outcome"] == outcome) & (stratified["x"] == x)
+            ]
+            row = match.iloc[0] if len(match) else None
+            pooled += [
+                str(row["groups"]) if row is not None else style.dash,
+                style.number(row["statistic"]) if row is not None else style.dash,
+                style.dash,
+                style.p(row["p_value"]) if row is not None else style.dash,
+                style.dash,
+            ]
+        rows.append(pooled)
+    size = _family_size(table, experiment, outcome, method)
+    role = analysis.primary.role(method, outcome)
+    within = "learning rate" if x == "batch_size" else "batch size"
+    counts = "; ".join(
+        f"{_scenario_label(scenario)}: "
+        + "{predicted} predicted, {opposite} opposite".format(
+            **significance_counts(part[in_scenario(part, scenario)], alpha)
+        )
+        for scenario in scenarios
+    )
+    caption = (
+        f"{role.capitalize()} analysis, {experiment}: {METHOD_NAMES[method]} of {outcome} against "
+        f"{AXIS_NAMES[x]} within each {within}; n cells per group, two-sided p, Holm over the {size} tests of "
+        f"(experiment, outcome, method) at {alpha:g}. Significant at {alpha:g} raw: {counts}. "
+        f"No interval below {MIN_INTERVAL_N} cells (Fisher z above)."
+    )
+    exact = part[np.isfinite(part["p_min"])]
+    if len(exact) and size:
+        smallest, threshold = exact["p_min"].min(), alpha / size
+        verdict = "so none of these groups can be significant after Holm" if smallest > threshold else "reachable"
+        caption += (
+            f" Smallest p an exact test of these groups can give: {smallest:.3g}; Holm's first step needs "
+            f"p < {alpha:g}/{size} = {threshold:.2g}: {verdict}."
+        )
+    if method == analysis.primary.method:
+        caption += " Last row: the stratified permutation test pooling the groups (mean coefficient; n: groups)."
+    header = [style.text(f"{AXIS_NAMES['lr' if x == 'batch_size' else 'batch_size']}")]
+    header += ["n", style.symbol(method), style.text("95% CI"), "p", style.text("p (Holm)")] * len(scenarios)
+    groups = [style.text(_scenario_label(scenario)) for scenario in scenarios]
+    return style.table(style.text(caption), header, rows, groups=groups)
+
+
+def paper_tables(analysis: Analysis, alpha: float) -> tuple[str, str]:
+    """The tables of every experiment, as Markdown and as LaTeX (needs \\usepackage{booktabs})."""
+    return render(analysis, alpha, Markdown()), render(analysis, alpha, Latex())
+
+
+def render(analysis: Analysis, alpha: float, style: Style) -> str:
+    table = analysis.correlations
+    if isinstance(style, Latex):
+        lines = ["% bslr statistics tables; needs \\usepackage{booktabs}", ""]
+    else:
+        lines = ["# Statistics tables", ""]
+    primary = analysis.primary
+    outcomes = sorted(dict.fromkeys(table["outcome"]), key=lambda outcome: outcome != primary.outcome)
+    methods = sorted(dict.fromkeys(table["method"]), key=lambda method: method != primary.method)
+    for experiment in sorted(dict.fromkeys(table["experiment"])):
+        lines += style.heading(1 if isinstance(style, Latex) else 2, f"Experiment {experiment}")
+        lines += style.paragraph(primary_statement(analysis, experiment, alpha, style))
+        primary_rows = table[
+            (table["experiment"] == experiment)
+            & (table["method"] == primary.method)
+            & (table["outcome"] == primary.outcome)
+        ]
+        for scenario, part in primary_rows.groupby(SCENARIO, sort=True):
+            summary = significance_summary(part, alpha)
+            note = diverged_note(analysis.runs, scenario, analysis.policy)
+            lines += style.paragraph(style.text(f"{_scenario_label(scenario)}: {summary}. {note}"))
+        lines += headline_table(analysis, experiment, style)
+        lines += divergence_table(analysis, experiment, style)
+        lines += regression_table(analysis, experiment, style)
+        lines += stratified_table(analysis, experiment, style)
+        lines += sign_table(analysis, experiment, alpha, style)
+        lines += style.page_break()
+        for outcome in outcomes:
+            for method in methods:
+                for x in ("batch_size", "lr"):
+                    lines += paper_table(analysis, experiment, outcome, method, x, alpha, style)
+                lines += style.page_break()
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def markdown_table(analysis: Analysis, alpha: float) -> str:
+    """Every correlation row as Markdown, one section per scenario and outcome, methods side by side,
+    under the headline and each scenario's count of diverged runs."""
+    style, table = Markdown(), analysis.correlations
+    lines = ["# Correlations of outcome with batch size, learning rate and their ratio", ""]
+    for experiment in sorted(dict.fromkeys(table["experiment"])):
+        lines += style.paragraph(primary_statement(analysis, experiment, alpha, style))
+        lines += headline_table(analysis, experiment, style)
+    for (experiment, model, dataset, outcome), part in table.groupby(SCENARIO + ["outcome"], sort=True):
+        methods = list(dict.fromkeys(part["method"]))
+        role = analysis.primary.role(analysis.primary.method, outcome)
+        lines += [f"## {experiment}: {model} on {dataset}, {outcome} ({role} outcome)", ""]
+        lines += style.paragraph(diverged_note(analysis.runs, (experiment, model, dataset), analysis.policy))
+        header = ["group", "x", "n"] + [f"{m} {v}" for m in methods for v in ("statistic", "95% CI", "p", "p (Holm)")]
+        rows = []
+        for (group, x), members in part.groupby(["group", "x"], sort=False):
+            by_method = members.set_index("method")
+            cells = [group, x, str(members["n"].iloc[0])]
+            for method in methods:
+                row = by_method.loc[method]
+                cells += [
+                    style.number(row["statistic"]),
+                    style.interval(row["ci_low"], row["ci_high"]),
+                    style.p(row["p_value"]),
+                    style.p(row["p_holm"]),
+                ]
+            rows.append(cells)
+        lines += style.table(f"{model} on {dataset}, {outcome}", header, rows, left=3)
+    return "\n".join(lines).rstrip() + "\n"
