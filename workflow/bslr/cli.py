@@ -25,6 +25,18 @@ def cmd_validate(args: argparse.Namespace) -> None:
     print(f"{args.config}: valid, {len(runs)} runs in all")
 
 
+def cmd_status(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from bslr.config import read_config_files
+    from bslr.plan import Plan
+    from bslr.status import report
+
+    root = Path(args.directory)
+    files = [path if Path(path).is_absolute() else str(root / path) for path in args.configfile]
+    print(report(Plan(read_config_files(files)), root))
+
+
 def cmd_prepare_data(args: argparse.Namespace) -> None:
     from bslr.data import prepare_mnist1d
     from bslr.plan import generated_path
@@ -168,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     command = commands.add_parser("validate", help="check a config file and count its runs")
     command.add_argument("config")
     command.set_defaults(run=cmd_validate)
+
+    command = commands.add_parser("status", help="where a config's runs stand (done, running, failed...), from disk")
+    command.add_argument(
+        "--configfile", nargs="+", default=["config/config.yaml"], help="as given to snakemake (later files win)"
+    )
+    command.add_argument("--directory", default=".", help="the workflow's working directory")
+    command.set_defaults(run=cmd_status)
 
     command = commands.add_parser("prepare-data", help="generate a data set that needs no download")
     command.add_argument("dataset", choices=["mnist1d"])

@@ -242,6 +242,28 @@ def job_resources(config: dict[str, Any], experiment: str, model: str, dataset: 
     }
 
 
+def merge_configs(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` over `base`, recursively, as Snakemake layers several --configfile."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_configs(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_config_files(paths: list[str | Path]) -> dict[str, Any]:
+    """The raw config of one or more YAML files, layered in order (not yet validated)."""
+    config: dict[str, Any] = {}
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        with open(path) as handle:
+            config = merge_configs(config, yaml.safe_load(handle) or {})
+    return config
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML config and validate it (for the CLI; the workflow gets its config from Snakemake)."""
     path = Path(path)
