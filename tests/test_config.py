@@ -84,6 +84,19 @@ def test_defaults_are_filled_and_threads_stay_out_of_the_protocol():
     assert settings["lr"] == 0.05 and settings["epochs"] == 2 and settings["momentum"] == 0.0
 
 
+def test_strings_from_the_command_line_take_the_schema_types():
+    # `snakemake --config "training={momentum: 0.9}"` passes nested values as strings
+    raw = tiny_config(epochs="3", learning_rates=["0.05", "0.1"], compile="false")
+    raw["training"] = {"momentum": "0.9", "pack": {"size": "all", "learner": "stacked"}, "runtime": "auto"}
+    config = validate_config(raw)
+    assert config["training"]["momentum"] == 0.9 and config["training"]["pack"] == {"size": "all", "learner": "stacked"}
+    assert config["training"]["runtime"] == "auto"
+    experiment = config["experiments"]["tiny"]
+    assert experiment["epochs"] == 3 and experiment["learning_rates"] == [0.05, 0.1] and experiment["compile"] is False
+    with pytest.raises(ConfigError, match='training.momentum = "fast"'):
+        validate_config(dict(tiny_config(), training={"momentum": "fast"}))
+
+
 def test_experiment_overrides_training_defaults():
     raw = tiny_config(momentum=0.9)
     raw["training"] = {"momentum": 0.5, "weight_decay": 1e-4}

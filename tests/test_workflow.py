@@ -128,6 +128,10 @@ def test_protocol_change_retrains_and_new_learning_rates_train_alone(tiny_workfl
 
     changed = tiny_config(momentum=0.9)
     assert training_jobs(planned_jobs(tiny_workflow, write_config(tmp_path, changed))) == 9
+    # the same on the command line, in Snakemake's nested form (its values arrive as strings)
+    config_path = tiny_workflow / "config.yaml"
+    assert training_jobs(planned_jobs(tiny_workflow, config_path, "--config", "training={momentum: 0.9}")) == 9
+    assert planned_jobs(tiny_workflow, config_path, "--config", "training={threads: 2, eval_batch_size: 1000}") == {}
 
     changed = tiny_config(learning_rates=[0.05, 0.1, 0.15, 0.2])
     jobs = planned_jobs(tiny_workflow, write_config(tmp_path, changed))

@@ -91,6 +91,53 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key {where} = {json.dumps(error.instance)} is invalid: {error.message}"
 
 
+def _options(schema: dict[str, Any], root: dict[str, Any]) -> list[dict[str, Any]]:
+    """The alternatives a value may match: `$ref` followed, `oneOf`/`anyOf` flattened."""
+    while "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].rsplit("/", 1)[1]]
+    alternatives = schema.get("oneOf") or schema.get("anyOf")
+    if alternatives is None:
+        return [schema]
+    return [option for alternative in alternatives for option in _options(alternative, root)]
+
+
+def _accepts(options: list[dict[str, Any]], value: Any, root: dict[str, Any]) -> bool:
+    defs = {"$defs": root.get("$defs", {})}
+    return any(jsonschema.Draft202012Validator({**option, **defs}).is_valid(value) for option in options)
+
+
+def coerce_strings(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> Any:
+    """Read as YAML each string the schema refuses but whose YAML value it accepts.
+
+    `snakemake --config "training={momentum: 0.9}"` hands nested values over as strings ('0.9'); the
+    schema's types decide what they were meant to be. A string the schema accepts stays a string.
+    """
+    options = _options(schema, root)
+    if isinstance(value, str):
+        if _accepts(options, value, root):
+            return value
+        try:
+            loaded = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        return loaded if _accepts(options, loaded, root) else value
+    if isinstance(value, dict):
+        coerced = {}
+        for key, item in value.items():
+            subschemas = [option["properties"][key] for option in options if key in option.get("properties", {})]
+            subschemas = subschemas or [
+                option["additionalProperties"]
+                for option in options
+                if isinstance(option.get("additionalProperties"), dict)
+            ]
+            coerced[key] = coerce_strings(item, {"anyOf": subschemas}, root) if subschemas else item
+        return coerced
+    if isinstance(value, list):
+        items = [option["items"] for option in options if isinstance(option.get("items"), dict)]
+        return [coerce_strings(item, {"anyOf": items}, root) for item in value] if items else value
+    return value
+
+
 def fill_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any]) -> None:
     """Fill in `default:` values of the schema, recursively, where the user left a key out."""
     if "$ref" in schema:
@@ -133,7 +180,7 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
     Raises ConfigError with one readable message for the first problem found.
     """
     schema = load_schema(schema_path)
-    config = copy.deepcopy(dict(config))
+    config = coerce_strings(copy.deepcopy(dict(config)), schema, schema)
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:
