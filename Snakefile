@@ -22,6 +22,13 @@ include: "workflow/rules/stats.smk"
 include: "workflow/rules/figures.smk"
 
 
+onsuccess:
+    shell(
+        "bslr summary --runs {rules.aggregate.output.runs:q} --headline {rules.stats.output.headline:q}"
+        " --diverged {CONFIG[analysis][diverged]} --figures {FIGURES_DIR:q} --tables {TABLES_DIR:q}"
+    )
+
+
 rule all:
     default_target: True
     input:

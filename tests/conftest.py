@@ -80,7 +80,8 @@ def tiny_workflow(tmp_path_factory) -> Path:
     """A working directory in which the tiny grid has been run once through `snakemake --cores 2`."""
     workdir = tmp_path_factory.mktemp("workflow")
     config_path = write_config(workdir, tiny_config())
-    snakemake(workdir, config_path, "--cores", "2")
+    result = snakemake(workdir, config_path, "--cores", "2")
+    (workdir / "snakemake.out").write_text(result.stdout + result.stderr)
     return workdir
 
 

@@ -1,5 +1,6 @@
 """`bslr status`: every state a run can be in, read from disk without torch."""
 
+import re
 import subprocess
 import sys
 
@@ -57,6 +58,14 @@ def test_status_names_every_state_maps_it_and_estimates_the_time_left(tmp_path, 
     assert problems[3].startswith("  in progress: bs 256 lr 0.05 seed 0: checkpoint ")
     assert len(problems) == 4
     assert "time left: about 3 min 00 s of job time" in out  # 6 runs not done x 30 s measured per run
+
+
+def test_a_finished_workflow_prints_its_summary(tiny_workflow):
+    printed = (tiny_workflow / "snakemake.out").read_text()
+    assert "bslr: 9 runs in results/aggregate/runs.parquet (0 diverged)" in printed
+    assert "headline, spearman of final_test_acc against batch size / learning rate (diverged runs excluded)" in printed
+    assert re.search(r"  tiny / mnist1d / mlp: -?\d\.\d{3}, n = 9 cells, p = \S+, Holm p = \S+", printed)
+    assert "figures in results/figures/, tables in results/tables/" in printed
 
 
 def test_status_of_a_finished_workflow_and_without_torch(tiny_workflow):

@@ -37,6 +37,14 @@ def cmd_status(args: argparse.Namespace) -> None:
     print(report(Plan(read_config_files(files)), root))
 
 
+def cmd_summary(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from bslr.status import summary
+
+    print(summary(Path(args.runs), Path(args.headline), args.diverged, args.figures, args.tables))
+
+
 def cmd_prepare_data(args: argparse.Namespace) -> None:
     from bslr.data import prepare_mnist1d
     from bslr.plan import generated_path
@@ -187,6 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.add_argument("--directory", default=".", help="the workflow's working directory")
     command.set_defaults(run=cmd_status)
+
+    command = commands.add_parser("summary", help="what a finished workflow made (printed when it ends)")
+    command.add_argument("--runs", required=True, help="runs.parquet")
+    command.add_argument("--headline", required=True, help="the statistics' headline.csv")
+    command.add_argument("--diverged", choices=["include", "exclude"], default="exclude")
+    command.add_argument("--figures", required=True, help="where the figures are")
+    command.add_argument("--tables", required=True, help="where the tables are")
+    command.set_defaults(run=cmd_summary)
 
     command = commands.add_parser("prepare-data", help="generate a data set that needs no download")
     command.add_argument("dataset", choices=["mnist1d"])

@@ -34,6 +34,7 @@ SCENARIO_FIGURE = "results/figures/{experiment}/{dataset}/{model}/{name}.{extens
 SCENARIO_FIGURE_LOG = "logs/figures/{experiment}/{dataset}/{model}/{name}.log"
 EXPERIMENT_FIGURE = "results/figures/{experiment}/{name}.{extension}"
 EXPERIMENT_FIGURE_LOG = "logs/figures/{experiment}/{name}.log"
+FIGURES_DIR = SCENARIO_FIGURE[: SCENARIO_FIGURE.index("{")]  # where every figure goes, for messages
 
 # What the stats rule writes, by the names of its outputs (`bslr stats --output NAME=PATH`).
 STATS_OUTPUTS = {
@@ -50,6 +51,7 @@ STATS_OUTPUTS = {
     "tables_latex": "results/tables/correlations.tex",
 }
 STATS_LOG = "logs/stats.log"
+TABLES_DIR = STATS_OUTPUTS["tables_latex"].rsplit("/", 1)[0] + "/"
 
 # Figures drawn per scenario and per experiment (`bslr.figures` draws them; a test keeps both in step),
 # and the table each is drawn from when not runs.parquet: "epochs" or "correlations".

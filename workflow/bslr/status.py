@@ -182,3 +182,31 @@ def report(plan: Plan, root: Path) -> str:
     else:
         lines.append("time left: unknown until a training job finishes (its benchmark file gives the pace)")
     return "\n".join(lines)
+
+
+def summary(runs_table: Path, headline_table: Path, policy: str, figures: str, tables: str) -> str:
+    """What a finished workflow made: runs trained and diverged, the headline test per scenario, where
+    the figures and tables are (printed by the workflow's `onsuccess`)."""
+    import pandas as pd
+
+    lines = []
+    if runs_table.is_file():
+        runs = pd.read_parquet(runs_table, columns=["diverged"])
+        lines.append(f"bslr: {len(runs)} runs in {runs_table} ({int(runs['diverged'].sum())} diverged)")
+    if headline_table.is_file():
+        headline = pd.read_csv(headline_table)
+        rows = headline[(headline["analysis"] == "ratio") & (headline["diverged_policy"] == policy)]
+        if len(rows):
+            first = rows.iloc[0]
+            lines.append(
+                f"headline, {first['method']} of {first['outcome']} against batch size / learning rate "
+                f"(diverged runs {policy}d), per scenario:"
+            )
+        for row in rows.itertuples():
+            interval = "" if pd.isna(row.ci_low) else f", 95% CI [{row.ci_low:.3f}, {row.ci_high:.3f}]"
+            lines.append(
+                f"  {row.experiment} / {row.dataset} / {row.model}: {row.statistic:.3f}{interval}, "
+                f"n = {row.n} cells, p = {row.p_value:.2g}, Holm p = {row.p_holm:.2g}"
+            )
+    lines.append(f"figures in {figures}, tables in {tables}; report: snakemake --report results/report.zip")
+    return "\n".join(lines)
