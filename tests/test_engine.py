@@ -44,7 +44,10 @@ def test_bf16_autocast_trains_close_to_fp32_and_is_recorded(mnist1d_root):
     pd.testing.assert_series_equal(bf16["train_loss"], fp32["train_loss"], check_exact=False, atol=0.05)
 
 
-def test_compiled_models_train_like_the_eager_ones(mnist1d_root):
+def test_compiled_models_train_like_the_eager_ones(mnist1d_root, tmp_path, monkeypatch):
+    # a cache of its own: inductor's shared one keeps a precompiled header per machine, not per CPU kernel
+    # set, and fails to compile under ATEN_CPU_CAPABILITY=default after a run without it
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     # a serial pack of two: each model is compiled (once per model, within dynamo's recompile limit)
     eager = bslr.train.train_pack(pack(mnist1d_root, lrs=(0.05, 0.1), model="mlp", epochs=1))
     compiled = bslr.train.train_pack(pack(mnist1d_root, lrs=(0.05, 0.1), model="mlp", epochs=1, compile="default"))
