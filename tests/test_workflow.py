@@ -3,6 +3,7 @@
 import hashlib
 import json
 import shutil
+import subprocess
 
 import pandas as pd
 import pytest
@@ -12,7 +13,7 @@ from bslr.aggregate import RUNS_COLUMNS
 from bslr.figures import EXPERIMENT_FIGURES, FIGURES
 from bslr.stats import CORRELATION_COLUMNS, EXTRA_COLUMNS
 from bslr.storage import RUN_COLUMNS, read_run
-from conftest import REPO, planned_jobs, snakemake, tiny_config, training_jobs, write_config
+from conftest import REPO, SNAKEMAKE, planned_jobs, snakemake, tiny_config, training_jobs, write_config
 
 ALL_FIGURES = {*FIGURES, *EXPERIMENT_FIGURES}
 
@@ -178,6 +179,25 @@ def test_packs_train_every_run_and_re_packing_a_serial_experiment_re_trains_noth
         "train_tiny_mnist1d_mlp_pack2": 3,
         "aggregate": 1,
     }
+
+
+def test_bslr_as_a_snakemake_module_writes_only_under_its_prefix(tmp_path):
+    write_config(tmp_path, tiny_config(models=["mlp"], batch_sizes=[64, 256], pack={"size": "all"}))
+    (tmp_path / "Snakefile").write_text(
+        'configfile: "config.yaml"\n\n\n'
+        f'module bslr:\n    snakefile:\n        "{REPO / "workflow/Snakefile"}"\n'
+        '    config:\n        config\n    prefix:\n        "study"\n\n\n'
+        "use rule * from bslr as bslr_*\n"
+    )
+    command = [*SNAKEMAKE, "--snakefile", str(tmp_path / "Snakefile"), "--directory", str(tmp_path), "--cores", "2"]
+    result = subprocess.run([*command, "bslr_all"], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    written = {path.relative_to(tmp_path).parts[0] for path in tmp_path.rglob("*") if path.is_file()}
+    assert written == {"Snakefile", "config.yaml", ".snakemake", "study"}
+    assert len(list((tmp_path / "study/results/runs").rglob("*.parquet"))) == 6
+    assert (tmp_path / "study/resources/data/mnist1d/mnist1d.npz").is_file()
+    assert (tmp_path / "study/logs/train/tiny/mnist1d/mlp/bs64_lr0.05-0.15_seed0.log").is_file()
+    assert (tmp_path / "study/results/figures/tiny/composite.pdf").is_file()
 
 
 def test_bad_config_stops_before_any_job_with_one_message(tmp_path):

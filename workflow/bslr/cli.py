@@ -86,6 +86,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         checkpoint=args.checkpoint,
         keep_checkpoint=args.keep_checkpoint,
         deterministic=args.deterministic,
+        generated_data=args.data,
     )
     if args.execution:  # the workflow's per-experiment options file (see workflow/rules/train.smk)
         execution = read_execution_options(args.execution)
@@ -230,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--keep-checkpoint", action="store_true", help="keep the checkpoint after the run")
     command.add_argument("--deterministic", action="store_true", help="deterministic CUDA kernels")
     command.add_argument("--execution", help="a JSON file of execution options, in place of the four above")
+    command.add_argument(
+        "--data", help="the generated data set's file (MNIST-1D), if not under the settings' data_root"
+    )
     command.set_defaults(run=cmd_train)
 
     command = commands.add_parser("execution-options", help="write an experiment's execution options file")

@@ -158,8 +158,9 @@ def missing(spec: DatasetSpec, root: str | Path, error: Exception) -> DataError:
     )
 
 
-def load_mnist1d(root: str | Path, device: torch.device) -> MemoryData:
-    path = generated_path("mnist1d", root)
+def load_mnist1d(root: str | Path, device: torch.device, path: str | Path | None = None) -> MemoryData:
+    """MNIST-1D from `path`, or from its place under `root` (a workflow's rule gives the path it made)."""
+    path = Path(path) if path else generated_path("mnist1d", root)
     if not path.is_file():
         raise DataError(
             f"MNIST-1D file {path} is missing; generate it with `bslr prepare-data mnist1d --root {root}` "
@@ -224,11 +225,19 @@ def load_imagenet(root: str | Path, augment: bool, device: torch.device, workers
 
 
 def load_dataset(
-    name: str, root: str | Path, download: bool, augment: str, device: torch.device, seed: int, workers: int = 8
+    name: str,
+    root: str | Path,
+    download: bool,
+    augment: str,
+    device: torch.device,
+    seed: int,
+    workers: int = 8,
+    generated: str | None = None,
 ) -> MemoryData | LoaderData:
-    """The data set `name` ready for training on `device`; augmentation as `training.augment` says."""
+    """The data set `name` ready for training on `device`; augmentation as `training.augment` says.
+    `generated`: where the workflow wrote a data set it makes itself (MNIST-1D), if not under `root`."""
     if name == "mnist1d":
-        return load_mnist1d(root, device)
+        return load_mnist1d(root, device, generated)
     if name == "imagenet":
         return load_imagenet(root, augment == "standard", device, workers)
     if name not in DATASETS:

@@ -66,6 +66,7 @@ class RunOptions:
     checkpoint: str | None = None  # resume from and save to this file every epoch
     keep_checkpoint: bool = False
     deterministic: bool = False  # deterministic CUDA kernels (CPU runs are deterministic anyway)
+    generated_data: str | None = None  # a generated data set's file (MNIST-1D) where the workflow put it
 
 
 class StopRequest:
@@ -106,6 +107,7 @@ def load_training_data(settings: dict[str, Any], device: torch.device, options: 
         device,
         seed=settings["seed"],
         workers=options.workers,
+        generated=options.generated_data,
     )
 
 

@@ -19,9 +19,14 @@ rule execution_options:
 # data set, model and chunk, all fixed at parse time (bslr.plan.TrainRule). Every training rule has this
 # one shell command: each run's settings are its job's protocol and the keys its file name carries, and
 # re-packing an experiment under the serial learner re-trains nothing (bslr.plan.Plan.protocol_json).
+# Every path the job reads or writes comes through the rule (a Snakemake module's prefix applies to all):
+# the data the workflow generated, the execution options, the outputs (the checkpoint sits beside them).
 TRAIN_SHELL = (
     "bslr train --protocol {params.protocol:q} --output {output:q} --threads {threads}"
     " --execution {input.execution:q} --checkpoint auto > {log:q} 2>&1"
+)
+TRAIN_GENERATED_DATA_SHELL = TRAIN_SHELL.replace(
+    " --threads", " --data {input.data:q} --threads"
 )
 
 for train_rule in PLAN.train_rules():
@@ -30,7 +35,7 @@ for train_rule in PLAN.train_rules():
         name:
             train_rule.name
         input:
-            train_rule.inputs,
+            data=train_rule.inputs,
             execution=ancient(train_rule.execution),
         output:
             train_rule.outputs,
@@ -46,4 +51,4 @@ for train_rule in PLAN.train_rules():
         params:
             protocol=train_rule.protocol,
         shell:
-            TRAIN_SHELL
+            TRAIN_GENERATED_DATA_SHELL if train_rule.inputs else TRAIN_SHELL
