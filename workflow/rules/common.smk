@@ -3,6 +3,7 @@ import shlex
 import sys
 
 try:
+    from bslr.catalog import display_name
     from bslr.errors import ConfigError
     from bslr.plan import (
         EXECUTION,
@@ -11,6 +12,7 @@ try:
         EXPERIMENT_FIGURE_LOG,
         EXPERIMENT_FIGURES,
         FIGURE_TABLES,
+        FIGURE_TITLES,
         SCENARIO_FIGURE,
         SCENARIO_FIGURE_LOG,
         SCENARIO_FIGURES,
