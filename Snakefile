@@ -26,5 +26,5 @@ rule all:
     default_target: True
     input:
         rules.aggregate.output,
-        rules.stats.output.csv,
+        rules.stats.output,
         PLAN.figure_files(),

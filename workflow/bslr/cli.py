@@ -142,6 +142,7 @@ def cmd_stats(args: argparse.Namespace) -> None:
     markdown, latex = tables.paper_tables(analysis, args.alpha)
     write_text(markdown, outputs["tables_markdown"])
     write_text(latex, outputs["tables_latex"])
+    write_text(tables.html_tables(analysis, args.alpha), outputs["tables_html"])
     diverged = int(analysis.runs["diverged"].sum())
     print(f"wrote {len(analysis.correlations)} correlation rows; {diverged} diverged runs ({args.diverged}d)")
 

@@ -35,7 +35,9 @@ from matplotlib.colors import BoundaryNorm, ListedColormap, to_rgb  # noqa: E402
 from matplotlib.figure import Figure, FigureBase  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 from matplotlib.textpath import TextToPath  # noqa: E402
+from matplotlib.transforms import ScaledTranslation  # noqa: E402
 from matplotlib.ticker import FixedLocator, Formatter, MaxNLocator, NullFormatter, ScalarFormatter  # noqa: E402
 
 from bslr import stats  # noqa: E402
@@ -321,9 +323,10 @@ def panel_title(axes: Axes, index: int | None, title: str, note: str = "") -> No
     if not title:
         axes.set_title(f"{letter}{note}", loc="left", fontsize=SMALL_SIZE if note else TEXT_SIZE, pad=3)
         return
-    axes.set_title(f"{letter}{title}", loc="left", fontsize=TEXT_SIZE, pad=9 if note else 3)
+    axes.set_title(f"{letter}{title}", loc="left", fontsize=TEXT_SIZE, pad=13 if note else 3)
     if note:
-        axes.text(0, 1.012, note, transform=axes.transAxes, fontsize=SMALL_SIZE, va="bottom", ha="left")
+        above = axes.transAxes + ScaledTranslation(0, 2 / 72, axes.figure.dpi_scale_trans)
+        axes.text(0, 1, note, transform=above, fontsize=SMALL_SIZE, va="bottom", ha="left")
 
 
 def text_width(text: str, size: float) -> float:
@@ -351,14 +354,26 @@ class Every(Formatter):
         return self.inner(value, position) if keep else ""
 
 
+def shown_tick_labels(axis: Any) -> list[tuple[float, Text]]:
+    """(position, label) of the major tick labels an axis prints: inside its view, visible, not empty."""
+    low, high = sorted(axis.get_view_interval())
+    slack = 1e-9 * max(abs(low), abs(high))
+    locations = axis.get_majorticklocs()
+    shown = []
+    for location, tick in zip(locations, axis.get_major_ticks(len(locations)), strict=True):
+        if low - slack <= location <= high + slack:
+            shown += [
+                (location, label) for label in (tick.label1, tick.label2) if label.get_visible() and label.get_text()
+            ]
+    return shown
+
+
 def _labels(axis: Any, renderer: Any) -> list[tuple[float, Any]]:
-    """(position, window extent) of the visible major tick labels of an axis, in order."""
-    found = []
-    for tick in axis.get_major_ticks():
-        for label in (tick.label1, tick.label2):
-            if label.get_visible() and label.get_text():
-                found.append((tick.get_loc(), label.get_window_extent(renderer)))
-    return sorted(found, key=lambda item: item[0])
+    """(position, window extent) of the labels an axis prints, in order."""
+    return sorted(
+        ((location, label.get_window_extent(renderer)) for location, label in shown_tick_labels(axis)),
+        key=lambda item: item[0],
+    )
 
 
 def _crowded(boxes: Sequence[Any], horizontal: bool, gap: float) -> bool:

@@ -48,6 +48,7 @@ STATS_OUTPUTS = {
     "divergence": "results/stats/divergence.csv",
     "tables_markdown": "results/tables/correlations.md",
     "tables_latex": "results/tables/correlations.tex",
+    "tables_html": "results/tables/correlations.html",
 }
 STATS_LOG = "logs/stats.log"
 
