@@ -200,7 +200,7 @@ def test_group_correlations_draw_every_groups_statistic_from_the_table(policy, p
     assert len(source) == len(rows) == 4 * (20 + 20 + 1)  # the paper's 164 groups
     pairs = [axes for axes in figure.get_axes() if axes.get_lines()]
     assert len(pairs) == 8
-    for index, ((dataset, model), part) in enumerate(rows.groupby(["dataset", "model"], sort=True)):
+    for index, (_, part) in enumerate(rows.groupby(["dataset", "model"], sort=True)):
         for axes, x in zip(pairs[2 * index : 2 * index + 2], ("batch_size", "lr"), strict=True):
             groups = part[part["x"] == x].assign(fixed=lambda frame: frame["group"].str[3:].astype(float))
             groups = groups.sort_values("fixed")

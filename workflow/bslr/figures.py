@@ -37,8 +37,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from matplotlib.textpath import TextToPath  # noqa: E402
-from matplotlib.transforms import ScaledTranslation  # noqa: E402
 from matplotlib.ticker import FixedLocator, Formatter, MaxNLocator, NullFormatter, ScalarFormatter  # noqa: E402
+from matplotlib.transforms import ScaledTranslation  # noqa: E402
 
 from bslr import stats  # noqa: E402
 from bslr.catalog import display_name  # noqa: E402
