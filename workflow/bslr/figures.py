@@ -602,7 +602,8 @@ def training_curves(tables: Tables, settings: Settings) -> tuple[Figure, pd.Data
     epochs = tables["epochs"]
     batch_sizes = _pick(epochs["batch_size"].to_numpy(), settings["batch_sizes"])
     rates = _pick(epochs["lr"].to_numpy(), settings["learning_rates"])
-    chosen = epochs[epochs["batch_size"].isin(batch_sizes) & epochs["lr"].isin(rates)].copy()
+    chosen = epochs[epochs["batch_size"].isin(batch_sizes) & epochs["lr"].isin(rates)]
+    chosen = chosen.drop(columns="seconds", errors="ignore")  # wall time: the source data must rebuild identically
     chosen["diverged"] = ~np.isfinite(chosen["train_loss"].astype(float))
     metrics = ("train_acc", "test_acc") if settings["metric"] == "accuracy" else ("train_loss", "test_loss")
     figure, panels = plt.subplots(
