@@ -33,6 +33,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap, to_rgb  # noqa: E402
 from matplotlib.figure import Figure, FigureBase  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
@@ -241,7 +242,7 @@ def lr_labels(values: Sequence[float]) -> list[str]:
     return [f"{value:.{decimals}f}" for value in values]
 
 
-def plain_number(value: float, _position: int | None = None) -> str:
+def plain_number(value: float) -> str:
     """Tick labels of log axes as plain numbers (1600, not 1.6×10³)."""
     return f"{value:.0f}" if value >= 1 else f"{value:.2g}"
 
@@ -251,10 +252,19 @@ class Plain(Formatter):
         return plain_number(value)
 
 
-def batch_size_axis(axis: Any, values: Sequence[float]) -> None:
-    """A log2 axis: the powers of two of the grid labelled, every batch size a minor tick."""
+def x_axis(axes: Axes, column: str, values: Sequence[float]) -> None:
+    """Batch sizes on a log2 axis, learning rates on a linear one."""
+    if column == "batch_size":
+        batch_size_axis(axes, values)
+    else:
+        lr_axis(axes)
+
+
+def batch_size_axis(axes: Axes, values: Sequence[float]) -> None:
+    """A log2 x axis: the powers of two of the grid labelled, every batch size a minor tick."""
     values = np.sort(np.unique(values))
-    axis.axes.set_xscale("log", base=2) if axis is axis.axes.xaxis else axis.axes.set_yscale("log", base=2)
+    axes.set_xscale("log", base=2)
+    axis = axes.xaxis
     powers = [2**k for k in range(int(np.ceil(np.log2(values[0]))), int(np.floor(np.log2(values[-1]))) + 1)]
     axis.set_major_locator(FixedLocator(powers if len(powers) >= 2 else values))
     axis.set_minor_locator(FixedLocator(values))
@@ -262,12 +272,12 @@ def batch_size_axis(axis: Any, values: Sequence[float]) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def lr_axis(axis: Any) -> None:
-    """A linear learning-rate axis with a few round ticks, all at one number of decimals."""
-    axis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
+def lr_axis(axes: Axes) -> None:
+    """A linear learning-rate x axis with a few round ticks, all at one number of decimals."""
+    axes.xaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
     formatter = ScalarFormatter(useOffset=False)
     formatter.set_scientific(False)
-    axis.set_major_formatter(formatter)
+    axes.xaxis.set_major_formatter(formatter)
 
 
 def ratio_axis(axes: Axes) -> None:
@@ -304,7 +314,7 @@ def mark_diverged(axes: Axes, x: Sequence[float]) -> None:
 
 
 def diverged_handle(policy: str) -> tuple[Line2D, str]:
-    how = "left out of the statistics" if policy == "exclude" else "counted as the worst value in the statistics"
+    how = "left out of the statistics" if policy == "exclude" else "kept in the statistics"
     marker = Line2D([], [], ls="none", marker="x", ms=3, mew=0.7, color=DIVERGED_COLOUR)
     return marker, f"cell with a diverged run: not a result ({how})"
 
@@ -331,8 +341,6 @@ def panel_title(axes: Axes, index: int | None, title: str, note: str = "") -> No
 
 def text_width(text: str, size: float) -> float:
     """Width in points of `text` in the figures' font."""
-    from matplotlib.font_manager import FontProperties
-
     return TextToPath().get_text_width_height_descent(text, FontProperties(family=FONT, size=size), ismath=False)[0]
 
 
@@ -408,7 +416,7 @@ def _curves(tables: Tables, settings: Settings, x: str, hue: str) -> tuple[Figur
     figure, axes = plt.subplots(figsize=(settings["width"], settings["height"]), layout="constrained")
     key = Key.of(cells[hue], settings["palette"], hue)
     draw_lines(axes, cells, outcome, x, hue, key)
-    (batch_size_axis(axes.xaxis, cells[x]) if x == "batch_size" else lr_axis(axes.xaxis))
+    x_axis(axes, x, cells[x])
     axes.set(xlabel=LABELS[x], ylabel=LABELS[outcome])
     mark_diverged(axes, cells.loc[cells["diverged"], x])
     panel_title(axes, None, scenario_title(runs["model"].iloc[0], runs["dataset"].iloc[0]))
@@ -533,7 +541,8 @@ def heatmap(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]:
         axes.add_patch(
             Rectangle((column - 0.5, row - 0.5), 1, 1, facecolor="white", edgecolor=DIVERGED_COLOUR, hatch="xxxx", lw=0)
         )
-    for _ratio, column, row in iso_ratio_lines(batch_sizes, lrs):
+    lines = iso_ratio_lines(batch_sizes, lrs)
+    for _, column, row in lines:
         axes.plot(column, row, color="white", lw=1.6, solid_capstyle="butt")
         axes.plot(column, row, color="black", lw=0.6, ls=(0, (3, 2)))
     axes.set_xticks(np.arange(len(lrs)), lr_labels(lrs))
@@ -544,7 +553,7 @@ def heatmap(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]:
     axes.set_ylim(-0.5, len(batch_sizes) - 0.5)
     panel_title(axes, None, scenario_title(runs["model"].iloc[0], runs["dataset"].iloc[0]))
     figure.colorbar(mesh, ax=axes, fraction=0.05, pad=0.02).set_label(LABELS[outcome])
-    ratios = ", ".join(plain_number(ratio) for ratio, _, _ in iso_ratio_lines(batch_sizes, lrs))
+    ratios = ", ".join(plain_number(ratio) for ratio, _, _ in lines)
     entries = [(Line2D([], [], color="black", lw=0.6, ls=(0, (3, 2))), f"equal ratio (B/η = {ratios})")]
     if len(diverged):
         entries.append((Patch(facecolor="white", edgecolor=DIVERGED_COLOUR, hatch="xxxx", lw=0), "diverged run"))
@@ -700,7 +709,7 @@ def composite(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]
         for column, (x, hue) in enumerate((("batch_size", "lr"), ("lr", "batch_size"))):
             axes = grid[row, column]
             draw_lines(axes, cells, outcome, x, hue, keys[hue])
-            (batch_size_axis(axes.xaxis, cells[x]) if x == "batch_size" else lr_axis(axes.xaxis))
+            x_axis(axes, x, cells[x])
         scatter_ratio(grid[row, 2], cells, outcome, keys["batch_size"])
         for axes, x in zip(grid[row], ("batch_size", "lr", "ratio"), strict=True):
             if x != "ratio":  # scatter_ratio marks its own
@@ -759,7 +768,7 @@ def group_correlations(tables: Tables, settings: Settings) -> tuple[Figure, pd.D
             )
             axes.axhline(0, color="black", lw=0.5)
             axes.set_ylim(-1.05, 1.05)
-            (batch_size_axis(axes.xaxis, groups["fixed"]) if fixed == "batch_size" else lr_axis(axes.xaxis))
+            x_axis(axes, fixed, groups["fixed"])
             axes.set(xlabel=f"fixed {LABELS[fixed]}")
             axes.set_title(f"{symbol} with {LABELS[x]}", fontsize=SMALL_SIZE, pad=2)
         pair[0].set_ylabel(f"{method.capitalize()} {symbol} of\n{LABELS[outcome]}")
