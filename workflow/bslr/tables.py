@@ -173,6 +173,9 @@ class Html(Markdown):
     def text(self, value: str) -> str:
         return html.escape(str(value), quote=False)
 
+    def p(self, value: float) -> str:
+        return html.escape(super().p(value), quote=False)  # "< 1e−16"
+
     def heading(self, level: int, title: str) -> list[str]:
         return [f"<h{level}>{self.text(title)}</h{level}>"]
 
