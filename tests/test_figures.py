@@ -172,6 +172,9 @@ def test_figures_print_the_tables_statistic_and_n_and_draw_its_cells(policy, pap
     diverged_cells = sum(diverges(size, lr) for size in BATCH_SIZES for lr in LEARNING_RATES)
     composite, _ = drawn("composite", tables, policy)
     composite_text = printed(composite)
+    iso_text = printed(drawn("iso_ratio", tables, policy)[0])
+    iso = tables["iso_ratio"][tables["iso_ratio"]["outcome"] == "final_test_acc"]
+    assert all(f"η² = {value:.3f}, " in iso_text for value in iso["eta_squared"]) and len(iso) == 4
     for model, dataset, _, _ in SCENARIOS:
         row = ratio_row(tables["correlations"], dataset, model)
         # the table's n: every cell under include, the cells without a diverged run under exclude
