@@ -4,6 +4,7 @@ policies, and byte-identical when redrawn."""
 
 import hashlib
 import itertools
+import json
 import shutil
 import subprocess
 
@@ -320,3 +321,18 @@ def test_figure_settings_carry_the_analysis_keys_they_apply():
     assert plan.figure_settings("group_correlations")["alpha"] == 0.01
     assert "diverged" not in plan.figure_settings("training_curves")
     assert validate_config(config)["figures"]["heatmap"]["width"] == COLUMN
+
+
+def test_the_figure_command_takes_each_table_by_name(small, tmp_path, capsys):
+    from bslr.cli import main
+
+    runs = tmp_path / "runs.parquet"
+    small["runs"].to_parquet(runs)
+    settings = json.dumps(settings_of("heatmap"))
+    where = ["--experiment", "paper", "--dataset", "cifar10", "--model", "resnet110", "--settings"]
+    pdf, png = str(tmp_path / "heatmap.pdf"), str(tmp_path / "heatmap.png")
+    assert main(["figure", "heatmap", "--input", f"runs={runs}", *where, settings, "--pdf", pdf, "--png", png]) == 0
+    assert len(pd.read_csv(tmp_path / "heatmap.csv")) == 25  # the source data, beside the PDF by default
+    settings = json.dumps(settings_of("acc_vs_ratio"))
+    assert main(["figure", "acc_vs_ratio", "--input", str(runs), *where, settings, "--pdf", pdf, "--png", png]) == 1
+    assert "--input: give runs=PATH correlations=PATH" in capsys.readouterr().err
