@@ -267,6 +267,10 @@ class Plan:
         size = len(lrs) if size == "all" else size
         return [tuple(lrs[start : start + size]) for start in range(0, len(lrs), size)]
 
+    def pack_lrs(self, run: Run) -> tuple[float, ...]:
+        """The learning rates of the pack that trains `run` (its own alone where runs are not packed)."""
+        return next(chunk for chunk in self.chunks(run.experiment) if run.lr in chunk)
+
     def train_rules(self) -> list[TrainRule]:
         """A rule per (experiment, data set, model) and chunk of learning rates: `train_<experiment>_<data
         set>_<model>`, with `_pack<k>` where the learning rates are cut into several packs."""

@@ -35,16 +35,9 @@ class RunState:
     job: str = ""  # the job that trains the run: batch size, its pack's learning rates, seed
 
 
-def pack_lrs(plan: Plan, run: Run) -> tuple[float, ...]:
-    """The learning rates of the job that trains `run` (its own alone where runs are not packed)."""
-    if plan.training(run.experiment)["pack"]["size"] == 1:
-        return (run.lr,)
-    return next(chunk for chunk in plan.chunks(run.experiment) if run.lr in chunk)
-
-
 def pack_files(plan: Plan, run: Run, root: Path) -> tuple[Path, Path, Path]:
     """The log, checkpoint and benchmark file of the job that trains `run`."""
-    lrs = pack_lrs(plan, run)
+    lrs = plan.pack_lrs(run)
     outputs = [Run(run.experiment, run.model, run.dataset, run.batch_size, lr, run.seed).path for lr in lrs]
     fields = dict(
         experiment=run.experiment,
@@ -84,7 +77,7 @@ def run_states(plan: Plan, root: Path) -> list[RunState]:
             states.append(RunState(run, "diverged" if diverged else "done"))
             continue
         log, checkpoint, _ = pack_files(plan, run, root)
-        job = f"bs {run.batch_size} lr {lrs_text(pack_lrs(plan, run))} seed {run.seed}"
+        job = f"bs {run.batch_size} lr {lrs_text(plan.pack_lrs(run))} seed {run.seed}"
         if log.is_file():
             states.append(RunState(run, *read_log(log), job=job))
         elif checkpoint.is_file():
@@ -107,7 +100,7 @@ def seconds_per_run(plan: Plan, root: Path, states: list[RunState]) -> dict[tupl
             continue
         seen.add(benchmark)
         rows = benchmark.read_text().splitlines()
-        runs = len(pack_lrs(plan, run))
+        runs = len(plan.pack_lrs(run))
         if len(rows) > 1:
             measured.setdefault((run.experiment, run.dataset, run.model), []).append(
                 float(rows[1].split("\t")[0]) / runs
