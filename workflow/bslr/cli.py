@@ -112,7 +112,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     frames = train_pack_to_files(runs, args.output, options)
     for frame, output in zip(frames, args.output, strict=True):
         last = frame.iloc[-1]
-        print(f"wrote {output}: {len(frame)} epochs, final test accuracy {last['test_acc']:.4f}")
+        print(
+            f"wrote {output}: {len(frame)} evaluations, {int(last['step'])} steps, final test accuracy "
+            f"{last['test_acc']:.4f}"
+        )
 
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
@@ -158,7 +161,15 @@ def cmd_stats(args: argparse.Namespace) -> None:
     write_csv(analysis.correlations, outputs["csv"])
     write_table(analysis.correlations, outputs["parquet"])
     write_text(tables.markdown_table(analysis, args.alpha), outputs["markdown"])
-    for name in ("granulated_kendall", "iso_ratio", "regression", "stratified", "divergence", "headline"):
+    for name in (
+        "granulated_kendall",
+        "iso_ratio",
+        "regression",
+        "stratified",
+        "divergence",
+        "headline",
+        "measure_slopes",
+    ):
         write_csv(getattr(analysis, name), outputs[name])
     markdown, latex = tables.paper_tables(analysis, args.alpha)
     write_text(markdown, outputs["tables_markdown"])
@@ -170,11 +181,16 @@ def cmd_stats(args: argparse.Namespace) -> None:
 def cmd_figure(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from bslr.figures import EXPERIMENT_FIGURES, FIGURES, draw
+    from bslr.figures import EXPERIMENT_FIGURES, FIGURES, STUDY_FIGURES, draw, draw_study
 
-    if args.name not in FIGURES and args.name not in EXPERIMENT_FIGURES:
-        known = ", ".join(sorted({*FIGURES, *EXPERIMENT_FIGURES}))
+    if args.name not in FIGURES and args.name not in EXPERIMENT_FIGURES and args.name not in STUDY_FIGURES:
+        known = ", ".join(sorted({*FIGURES, *EXPERIMENT_FIGURES, *STUDY_FIGURES}))
         raise ConfigError(f"unknown figure {args.name!r}; known figures: {known}")
+    if args.name in STUDY_FIGURES:
+        draw_study(args.name, pd.read_parquet(args.input), json.loads(args.settings), args.pdf, args.png)
+        return
+    if args.experiment is None:
+        raise ConfigError(f"figure {args.name} needs --experiment")
     scenario = (args.experiment, args.dataset, args.model)
     draw(args.name, pd.read_parquet(args.input), scenario, json.loads(args.settings), args.pdf, args.png)
 
@@ -266,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     command = commands.add_parser("figure", help="draw one figure of one scenario")
     command.add_argument("name", help="a key of the config's `figures` section")
     command.add_argument("--input", required=True, help="runs.parquet, epochs.parquet or correlations.parquet")
-    command.add_argument("--experiment", required=True)
+    command.add_argument("--experiment", help="the experiment (omit for figures of every experiment: budgets)")
     command.add_argument("--dataset", help="with --model: one scenario (omit both for experiment figures)")
     command.add_argument("--model")
     command.add_argument("--settings", required=True, help="the figure's settings as JSON")

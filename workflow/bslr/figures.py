@@ -321,3 +321,123 @@ def draw(
     apply_style()
     function = FIGURES.get(name) or EXPERIMENT_FIGURES[name]
     save(function(selected.reset_index(drop=True), settings), pdf, png, settings["dpi"])
+
+
+# --- budgets and measures (issue 14) ------------------------------------------------------------------------
+
+MEASURE_LABELS = {
+    "hessian_trace": "Hessian trace",
+    "hessian_top": "top Hessian eigenvalue",
+    "covariance_trace": "gradient covariance trace",
+    "noise_scale": "gradient noise scale",
+    "fluctuation": "weight fluctuation",
+    "weight_norm": "weight norm",
+    "init_distance": "distance from initialisation",
+}
+MEASURE_ERRORS = {"hessian_trace": "hessian_trace_se", "covariance_trace": "covariance_trace_se"}
+MEASURE_ERRORS |= {"noise_scale": "noise_scale_se", "fluctuation": "fluctuation_se"}
+
+
+def measures_vs_ratio(runs: pd.DataFrame, settings: dict[str, Any]) -> plt.Figure:
+    """Each measured quantity against batch size / learning rate, log-log, a panel each, coloured by batch size,
+    with its own standard error as a bar; the power law fitted over cells (`bslr.stats.measure_slopes`) as a
+    line, its exponent in learning rate / batch size in the title (the fluctuation's predicted exponent: 1)."""
+    from bslr.stats import cell_table, measure_slopes
+
+    measured = [name for name in MEASURE_LABELS if name in runs and np.isfinite(runs[name].astype(float)).any()]
+    figure, grid = plt.subplots(
+        1,
+        max(len(measured), 1),
+        figsize=(settings["width"] * max(len(measured), 1), settings["height"]),
+        squeeze=False,
+        layout="constrained",
+    )
+    if not measured:
+        grid[0, 0].text(0.5, 0.5, "no measures in this experiment", ha="center", va="center")
+        grid[0, 0].set_axis_off()
+        return figure
+    slopes = measure_slopes(cell_table(runs, measured, "exclude"), measured).set_index("measure")
+    norm = Normalize(runs["batch_size"].min(), max(runs["batch_size"].max(), runs["batch_size"].min() + 1))
+    cmap = plt.get_cmap("viridis")
+    for axes, name in zip(grid[0], measured, strict=True):
+        shown = runs[np.isfinite(runs[name].astype(float)) & (runs[name].astype(float) > 0)]
+        error = shown[MEASURE_ERRORS[name]] if MEASURE_ERRORS.get(name) in shown else None
+        axes.errorbar(shown["ratio"], shown[name], yerr=error, fmt="none", ecolor="#bbbbbb", elinewidth=0.6)
+        axes.scatter(shown["ratio"], shown[name], c=shown["batch_size"], cmap=cmap, norm=norm, s=10, linewidths=0)
+        axes.set_xscale("log")
+        axes.set_yscale("log")
+        fit, title = slopes.loc[name], MEASURE_LABELS[name]
+        if np.isfinite(fit["slope"]):
+            ratios = np.geomspace(shown["ratio"].min(), shown["ratio"].max(), 20)
+            centre = np.exp(np.log(shown[name]).mean()) * (ratios / np.exp(np.log(shown["ratio"]).mean())) ** (
+                -fit["slope"]
+            )
+            axes.plot(ratios, centre, color="black", lw=0.7)
+            title += f"\nexponent in lr/B: {fit['slope']:.2f} [{fit['slope_low']:.2f}, {fit['slope_high']:.2f}]"
+        axes.set(xlabel=LABELS["ratio"], ylabel=MEASURE_LABELS[name])
+        axes.set_title(title, fontsize=7)
+    figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=grid[0, -1]).set_label(LABELS["batch_size"])
+    figure.suptitle(_title(runs), fontsize=8)
+    return figure
+
+
+FIGURES["measures_vs_ratio"] = measures_vs_ratio
+
+
+def budgets(runs: pd.DataFrame, settings: dict[str, Any]) -> plt.Figure:
+    """The same scenario under each experiment's budget, side by side: a column per experiment, a row per
+    scenario and outcome, the outcome against the ratio over cells (seed means) with Spearman's rho. Censored
+    runs (target not reached) are hollow and left out of rho; diverged runs are left out."""
+    shared = runs.groupby(["dataset", "model"])["experiment"].nunique()
+    scenarios = sorted(shared[shared > 1].index)
+    experiments = sorted(runs["experiment"].unique())
+    rows = [(scenario, outcome) for scenario in scenarios for outcome in settings["outcomes"]]
+    figure, grid = plt.subplots(
+        max(len(rows), 1),
+        len(experiments),
+        figsize=(settings["width"] * len(experiments), settings["height"] * max(len(rows), 1)),
+        squeeze=False,
+        sharex=True,
+        layout="constrained",
+    )
+    norm = Normalize(runs["batch_size"].min(), max(runs["batch_size"].max(), runs["batch_size"].min() + 1))
+    cmap = plt.get_cmap("viridis")
+    for row, ((dataset, model), outcome) in enumerate(rows):
+        for column, experiment in enumerate(experiments):
+            axes = grid[row, column]
+            members = runs[(runs["experiment"] == experiment) & (runs["dataset"] == dataset) & (runs["model"] == model)]
+            members = members[~members["diverged"].astype(bool)]
+            censored = members["reached_target"].eq(False).fillna(False).to_numpy(dtype=bool)
+            cells = members[~censored].groupby(["batch_size", "lr"], as_index=False)[outcome].mean()
+            lost = members[censored].groupby(["batch_size", "lr"], as_index=False)[outcome].mean()
+            colours = cmap(norm(cells["batch_size"]))
+            axes.scatter(cells["batch_size"] / cells["lr"], cells[outcome], color=colours, s=10, linewidths=0)
+            axes.scatter(
+                lost["batch_size"] / lost["lr"],
+                lost[outcome],
+                facecolors="none",
+                edgecolors=cmap(norm(lost["batch_size"])),
+                s=10,
+                linewidths=0.6,
+            )
+            axes.set_xscale("log")
+            rho, p_value = correlate(cells["batch_size"] / cells["lr"], cells[outcome], "spearman")
+            kind = members["budget"].iloc[0] if len(members) else "no runs"
+            steps = f", median {members['steps'].median():.0f} steps" if len(members) else ""
+            heading = f"{experiment} ({kind}{steps})\n" if row == 0 else ""
+            extra = f", {int(censored.sum())} censored" if censored.any() else ""
+            axes.set_title(f"{heading}{model} on {dataset}: ρ = {rho:.2f}, p = {p_value:.1g}{extra}", fontsize=6)
+            axes.set(
+                xlabel=LABELS["ratio"] if row == len(rows) - 1 else "", ylabel=LABELS[outcome] if column == 0 else ""
+            )
+    figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=grid[:, -1]).set_label(LABELS["batch_size"])
+    return figure
+
+
+STUDY_FIGURES: dict[str, Callable[[pd.DataFrame, dict[str, Any]], plt.Figure]] = {"budgets": budgets}
+
+
+def draw_study(name: str, table: pd.DataFrame, settings: dict[str, Any], pdf: str, png: str) -> None:
+    """Draw a figure of every experiment together (`STUDY_FIGURES`), as PDF and PNG."""
+    apply_style()
+    save(STUDY_FIGURES[name](table, settings), pdf, png, settings["dpi"])

@@ -35,6 +35,8 @@ SCENARIO_FIGURE_LOG = "logs/figures/{experiment}/{dataset}/{model}/{name}.log"
 EXPERIMENT_FIGURE = "results/figures/{experiment}/{name}.{extension}"
 EXPERIMENT_FIGURE_LOG = "logs/figures/{experiment}/{name}.log"
 FIGURES_DIR = SCENARIO_FIGURE[: SCENARIO_FIGURE.index("{")]  # where every figure goes, for messages
+STUDY_FIGURE = "results/figures/{name}.{extension}"
+STUDY_FIGURE_LOG = "logs/figures/{name}.log"
 
 # What the stats rule writes, by the names of its outputs (`bslr stats --output NAME=PATH`).
 STATS_OUTPUTS = {
@@ -47,6 +49,7 @@ STATS_OUTPUTS = {
     "regression": "results/stats/regression.csv",
     "stratified": "results/stats/stratified.csv",
     "divergence": "results/stats/divergence.csv",
+    "measure_slopes": "results/stats/measure_slopes.csv",
     "tables_markdown": "results/tables/correlations.md",
     "tables_latex": "results/tables/correlations.tex",
 }
@@ -62,8 +65,11 @@ SCENARIO_FIGURES = (
     "heatmap",
     "heatmap_gap",
     "training_curves",
+    "measures_vs_ratio",  # only for experiments with measures
 )
 EXPERIMENT_FIGURES = ("composite", "forest", "iso_ratio")
+# Figures of the whole config, drawn when two experiments share a scenario under different budgets.
+STUDY_FIGURES = ("budgets",)
 FIGURE_TABLES = {"training_curves": "epochs", "forest": "correlations"}
 
 RUN_PATTERN = re.compile(
@@ -294,11 +300,23 @@ class Plan:
     def run_files(self) -> list[str]:
         return [run.path for run in self.runs]
 
+    def compares_budgets(self) -> bool:
+        """Whether two experiments share a (data set, model) under different budgets (epochs or `budget`)."""
+        budgets: dict[tuple[str, str], set[str]] = {}
+        for experiment, dataset, model in scenarios(self.config):
+            length = self.config["experiments"][experiment].get("epochs")
+            budget = json.dumps([length, self.training(experiment)["budget"]], sort_keys=True)
+            budgets.setdefault((dataset, model), set()).add(budget)
+        return any(len(found) > 1 for found in budgets.values())
+
     def figure_files(self) -> list[str]:
-        """Every figure of every scenario and experiment, PDF and PNG."""
+        """Every figure of every scenario and experiment, PDF and PNG (the measures' only where measured, the
+        budgets' only where `compares_budgets`)."""
         files = []
         for experiment, dataset, model in scenarios(self.config):
             for name in SCENARIO_FIGURES:
+                if name == "measures_vs_ratio" and not self.training(experiment)["measures"]:
+                    continue
                 for extension in ("pdf", "png"):
                     files.append(
                         SCENARIO_FIGURE.format(
@@ -309,4 +327,6 @@ class Plan:
             for name in EXPERIMENT_FIGURES:
                 for extension in ("pdf", "png"):
                     files.append(EXPERIMENT_FIGURE.format(experiment=experiment, name=name, extension=extension))
+        if self.compares_budgets():
+            files += [STUDY_FIGURE.format(name=name, extension=ext) for name in STUDY_FIGURES for ext in ("pdf", "png")]
         return files

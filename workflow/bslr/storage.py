@@ -18,7 +18,7 @@ from bslr.errors import RunFileError
 
 # One row per evaluation: `epoch` is the epoch the evaluation falls in (an evaluation at its end, by default),
 # `step` the SGD steps done, `samples_seen` = step x batch size, `seconds` the wall time since the previous
-# row (training, evaluation and measures), `eval_seconds` the evaluation's own share of it.
+# row (training, evaluation and measures; the metadata split it up).
 RUN_COLUMNS = [
     "epoch",
     "train_loss",
@@ -30,7 +30,6 @@ RUN_COLUMNS = [
     "seconds",
     "step",
     "samples_seen",
-    "eval_seconds",
 ]
 
 EPOCH_ONLY_COLUMNS = 8  # the first columns, all that files written before budgets have (`read_run` adds the rest)
@@ -102,7 +101,6 @@ def read_run(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
         steps_per_epoch = DATASETS[settings["dataset"]].train_size // settings["batch_size"]
         frame["step"] = frame["epoch"] * steps_per_epoch
         frame["samples_seen"] = frame["step"] * settings["batch_size"]
-        frame["eval_seconds"] = float("nan")
     return frame, metadata
 
 

@@ -211,10 +211,12 @@ class Progress:
     reached: list[int | None]  # the step at which each run reached its target
     step: int = 0  # SGD steps done
     seconds: float = 0.0  # wall time since the last evaluation row
+    evaluation_seconds: float = 0.0  # the pack's time in evaluations
+    measure_seconds: list[float] = dataclasses.field(default_factory=list)  # each run's time in measures
 
     @classmethod
     def start(cls, runs: int) -> Progress:
-        return cls([[] for _ in range(runs)], [None] * runs, [None] * runs, [None] * runs)
+        return cls([[] for _ in range(runs)], [None] * runs, [None] * runs, [None] * runs, measure_seconds=[0.0] * runs)
 
 
 def _train_pack(
@@ -278,7 +280,7 @@ def _train_pack(
         was_active = list(learner.active)
         started = time.perf_counter()
         metrics = evaluate(learner, data, options.eval_batch_size)
-        eval_seconds = time.perf_counter() - started
+        progress.evaluation_seconds += time.perf_counter() - started
         measured: dict[int, dict[str, float]] = {}
         for index, values in enumerate(metrics):
             if not was_active[index]:
@@ -291,14 +293,16 @@ def _train_pack(
                 progress.reached[index] = step
                 learner.active[index] = False
             if measurer and (not learner.active[index] or step == budget.steps or budget.measures_at(step)):
+                started = time.perf_counter()
                 measured[index] = measurer.measure(learner, index)
+                progress.measure_seconds[index] += time.perf_counter() - started
         seconds = tick()
         for index, values in enumerate(metrics):
             if was_active[index]:
                 empty = dict.fromkeys(measurer.columns, math.nan) if measurer else {}
                 progress.rows[index].append(
                     dict(epoch=epoch, **values, lr=lrs[index], batch_size=settings["batch_size"], seconds=seconds)
-                    | dict(step=step, samples_seen=step * settings["batch_size"], eval_seconds=eval_seconds)
+                    | dict(step=step, samples_seen=step * settings["batch_size"])
                     | empty
                     | measured.get(index, {})
                 )
@@ -347,6 +351,8 @@ def _train_pack(
         reached = progress.reached[index]
         metadata["reached_target"] = json.dumps(None if budget.target is None else reached is not None)
         metadata["target_step"] = json.dumps(reached)
+        metadata["evaluation_seconds"] = json.dumps(round(progress.evaluation_seconds, 3))
+        metadata["measure_seconds"] = json.dumps(round(progress.measure_seconds[index], 3))
         results.append((pd.DataFrame(progress.rows[index], columns=columns), metadata))
     return results
 

@@ -18,6 +18,9 @@ try:
         STATS_LOG,
         STATS_OUTPUTS,
         TABLES_DIR,
+        STUDY_FIGURE,
+        STUDY_FIGURE_LOG,
+        STUDY_FIGURES,
         Plan,
         figure_pattern,
     )

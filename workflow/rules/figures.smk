@@ -62,3 +62,31 @@ for figure_name in EXPERIMENT_FIGURES:
         shell:
             "bslr figure {params.name} --input {input} --experiment {wildcards.experiment}"
             " --settings {params.settings:q} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+
+
+# Figures of every experiment together (the budgets side by side), planned where they compare something.
+for figure_name in STUDY_FIGURES:
+
+    rule:
+        name:
+            f"figure_{figure_name}"
+        input:
+            rules.aggregate.output.runs,
+        output:
+            pdf=figure_pattern(STUDY_FIGURE, figure_name, "pdf"),
+            png=report(
+                figure_pattern(STUDY_FIGURE, figure_name, "png"),
+                caption=f"../report/{figure_name}.rst",
+                category="Budgets",
+            ),
+        log:
+            figure_pattern(STUDY_FIGURE_LOG, figure_name),
+        localrule: True
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            name=figure_name,
+            settings=json.dumps(CONFIG["figures"][figure_name], sort_keys=True),
+        shell:
+            "bslr figure {params.name} --input {input} --settings {params.settings:q}"
+            " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
