@@ -284,7 +284,7 @@ def run_settings(config: dict[str, Any], run: Any) -> dict[str, Any]:
     settings = {k: v for k, v in training.items() if k not in NON_PROTOCOL_KEYS}
     defaults = with_protocol_defaults({})
     for key in DEFAULTED_PROTOCOL_KEYS:
-        if settings[key] == defaults[key] or (key == "measurement" and not settings["measures"]):
+        if settings[key] == defaults[key] or (key == "measurement" and not training["measures"]):
             del settings[key]
     epochs = config["experiments"][run.experiment].get("epochs")
     settings.update(
