@@ -47,6 +47,7 @@ def test_runs_table_summarises_each_run(tmp_path):
     assert runs["reached_target"].isna().all() and runs["target_step"].isna().all()  # no target, no censoring
     assert runs["hessian_trace"].isna().all()  # not measured
     assert len(epochs) == 6
+    assert {"experiment", "model", "dataset", "seed", "epoch", "test_acc"} <= set(epochs.columns)
 
 
 def test_a_target_budget_records_which_runs_reached_it_and_when(tmp_path):
@@ -78,7 +79,6 @@ def pq_metadata(path):
     import pyarrow.parquet as pq
 
     return pq.read_schema(path).metadata
-    assert {"experiment", "model", "dataset", "seed", "epoch", "test_acc"} <= set(epochs.columns)
 
 
 def test_corrupt_run_file_is_named_with_the_fix(tmp_path):
