@@ -240,10 +240,11 @@ class Measurer:
         self.initial = initial.double()
         self.chunk = chunk
         self.window = Window(self.options["window"]) if "fluctuation" in self.names else None
+        self.subset: tuple[torch.Tensor, torch.Tensor] | None = None
         if set(CURVATURE) & set(self.names):
             size = data.size("train")
             order = torch.randperm(size, generator=torch.Generator().manual_seed(self.seed))
-            self.inputs, self.labels = data.examples(order[: min(self.options["subset"], size)].sort().values)
+            self.subset = data.examples(order[: min(self.options["subset"], size)].sort().values)
 
     @property
     def columns(self) -> list[str]:
@@ -265,7 +266,9 @@ class Measurer:
             values["init_distance"] = float((vector - self.initial).norm())
         if self.window is not None:
             values.update(self.window.spread(index))
-        objective = Objective(logits, getattr(self, "inputs", None), getattr(self, "labels", None), self.chunk)
+        if self.subset is None:
+            return values
+        objective = Objective(logits, *self.subset, self.chunk)
         if "hessian_trace" in self.names:
             trace, se = hessian_trace(objective, weights, self.options["probes"], self.generator())
             values.update(hessian_trace=trace, hessian_trace_se=se)
