@@ -352,7 +352,7 @@ def stratified_table(analysis: Analysis, experiment: str, style: Style) -> list[
 def slopes_table(analysis: Analysis, experiment: str, style: Style) -> list[str]:
     """The measures' power laws in learning rate / batch size (empty without measures)."""
     part = analysis.measure_slopes[analysis.measure_slopes["experiment"] == experiment]
-    part = part[np.isfinite(part["slope"])]
+    part = part[part["slope"].astype(float).notna()]
     if part.empty:
         return []
     rows = [
