@@ -62,7 +62,13 @@ def test_defaults_are_filled_and_threads_stay_out_of_the_protocol():
         "budget": {"steps": None, "target": None},
         "evaluation": {"every": 1, "unit": "epochs"},
         "measures": [],
-        "measurement": {"subset": 1000, "probes": 32, "iterations": 20, "window": 2, "epochs": []},
+        "measurement": {
+            "subset": 1000,
+            "probes": 32,
+            "iterations": 20,
+            "window": {"length": 2, "unit": "epochs"},
+            "epochs": [],
+        },
     }
     assert config["figures"]["heatmap"]["dpi"] == 60  # the user's value survives
     assert config["figures"]["acc_vs_ratio"]["dpi"] == 200

@@ -186,24 +186,24 @@ def mean_square_distance(kept: torch.Tensor) -> float:
 
 
 def test_the_window_holds_the_spread_of_the_last_epochs_exactly():
-    """Two runs, 4 steps an epoch, a window of 2 epochs; the second run ends after step 7 (and is measured
-    then, as the training loop does), the first goes on to step 11."""
+    """Two runs, a window of 2 blocks of 4 steps; the second run ends after step 7 (and is measured then, as
+    the training loop does), the first goes on to step 11."""
     weights = torch.randn(11, 2, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64).cumsum(0)
-    window = Window(2)
+    window = Window(block=4, blocks=2)
     for step in range(1, 12):
-        window.add(epoch=(step - 1) // 4 + 1, weights=weights[step - 1], active=[True, step <= 7])
-        if step == 7:  # epochs 1 and 2 of run 1: steps 1 to 7
+        window.add(step, weights[step - 1], active=[True, step <= 7])
+        if step == 7:  # blocks 1 and 2 of run 1: steps 1 to 7
             assert window.spread(1)["fluctuation"] == pytest.approx(mean_square_distance(weights[:7, 1]), rel=1e-12)
             assert window.spread(1)["fluctuation_steps"] == 7
-    spread = window.spread(0)  # epochs 2 and 3: steps 5 to 11
+    spread = window.spread(0)  # blocks 2 and 3: steps 5 to 11
     assert spread["fluctuation"] == pytest.approx(mean_square_distance(weights[4:, 0]), rel=1e-12)
     assert spread["fluctuation_steps"] == 7
-    centre = weights[4:, 0].mean(dim=0)  # batch means: each epoch's mean squared distance to the window's mean
+    centre = weights[4:, 0].mean(dim=0)  # batch means: each block's mean squared distance to the window's mean
     blocks = (weights[4:8, 0], weights[8:, 0])
     per_epoch = torch.stack([((block - centre) ** 2).sum(dim=1).mean() for block in blocks])
     assert spread["fluctuation_se"] == pytest.approx(float(per_epoch.std() / math.sqrt(2)), rel=1e-12)
-    assert window.spread(1)["fluctuation_steps"] == 3  # epoch 1 has left the window: run 1 keeps epoch 2
-    copy = Window(2)
+    assert window.spread(1)["fluctuation_steps"] == 3  # block 1 has left the window: run 1 keeps block 2
+    copy = Window(block=4, blocks=2)
     copy.load(window.state(), torch.device("cpu"))
     assert copy.spread(0) == spread
 
@@ -218,7 +218,7 @@ def test_both_learners_give_the_same_measures():
     settings = {
         "seed": 0,
         "measures": ["hessian_trace", "hessian_top", "gradient_noise", "fluctuation", "weight_norm", "init_distance"],
-        "measurement": {"subset": 40, "probes": 4, "iterations": 3, "window": 2, "epochs": []},
+        "measurement": {"subset": 40, "probes": 4, "iterations": 3, "window": {"length": 1, "unit": "epochs"}},
     }
     measured = {}
     for name in ("serial", "stacked"):
@@ -226,10 +226,10 @@ def test_both_learners_give_the_same_measures():
         initial = flat({key: weight.detach() for key, weight in model.named_parameters()}).clone()
         runs = [{"lr": lr, "momentum": 0.0, "weight_decay": 0.0} for lr in (0.05, 0.2)]
         learner = build_learner(name, model, runs, engine)
-        measurer = Measurer(settings, data, initial, chunk=16)
+        measurer = Measurer(settings, data, initial, steps_per_epoch=8, chunk=16)
         for step, (x, y) in enumerate(data.train_batches(8, torch.Generator().manual_seed(2)), 1):
             learner.step(x, y)
-            measurer.observe(learner, epoch=(step - 1) // 4 + 1)
+            measurer.observe(learner, step)
         measured[name] = [measurer.measure(learner, index) for index in range(2)]
     for serial, stacked in zip(measured["serial"], measured["stacked"], strict=True):
         assert serial.keys() == stacked.keys() and len(serial) == 13

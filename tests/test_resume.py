@@ -91,14 +91,14 @@ def test_an_interrupted_pack_resumes_to_the_metrics_of_an_uninterrupted_one(
 
 
 BUDGETS = {
-    # 400 steps of 125 an epoch (the last epoch partial), evaluated every 50 steps, with the measures (the
-    # fluctuation's window spans the interruption) at epoch 1 and the end
+    # 400 steps of 125 an epoch (the last epoch partial), evaluated every 50 steps, with the measures at
+    # epoch 1 and the end (the fluctuation's window of 100 steps spans the interruption)
     "steps": dict(
         epochs=None,
         budget={"steps": 400},
         evaluation={"every": 50, "unit": "steps"},
         measures=["hessian_trace", "fluctuation", "init_distance"],
-        measurement={"subset": 64, "probes": 4, "window": 2, "epochs": [1]},
+        measurement={"subset": 64, "probes": 4, "window": {"length": 100, "unit": "steps"}, "epochs": [1]},
     ),
     # lr 0.2 reaches the target before the interruption, lr 0.02 never does (censored at 375 steps)
     "target": dict(

@@ -13,8 +13,9 @@ gradient noise there. Each quantity here is measured on one run, written once fo
 - `gradient_noise`: from per-example gradients g_i (`torch.func.vmap` of `grad`): the trace of their
   covariance, tr S = sum ||g_i - mean||^2 / (n - 1), and McCandlish et al. (2018)'s simple noise scale
   tr S / |G|^2, with |G|^2 estimated without bias as ||mean||^2 - tr S / n; jackknife standard errors.
-- `fluctuation`: the mean squared distance of the weights, after each step of the last `window` epochs, to
-  their mean over those steps (the trace of their covariance); a batch-means standard error over epochs.
+- `fluctuation`: the mean squared distance of the weights, after each step of a window of the last steps
+  (`window`: a number of epochs or of steps), to their mean over those steps (the trace of their
+  covariance); a batch-means standard error over the window's WINDOW_BLOCKS blocks.
 - `weight_norm` and `init_distance`: ||w|| and ||w - w0||, exact.
 
 The curvature and noise measures use one fixed subset of the training set, drawn from the run's seed (so
@@ -175,21 +176,29 @@ def gradient_noise(objective: Objective, weights: Weights) -> dict[str, float]:
     return noise_statistics(torch.cat(squares).cpu(), torch.cat(dots).cpu(), float(mean @ mean))
 
 
-class Window:
-    """The weights after each step of the last `length` epochs, kept as one block per epoch and run of
-    (steps, mean, summed squared deviations), updated per step (Welford) and merged exactly (Chan et al.
-    1979): the spread over the window without storing a single step's weights."""
+WINDOW_BLOCKS = 5  # batch means of the fluctuation's window
 
-    def __init__(self, length: int) -> None:
-        self.length = length
+
+class Window:
+    """The weights after each of the last steps, kept as the last `blocks` blocks of `block` steps (counted
+    from the run's first step; the last block may be partial), each per run as (steps, mean, summed squared
+    deviations), updated per step (Welford) and merged exactly (Chan et al. 1979): the spread over the
+    window without storing a single step's weights. A run that ends is measured then, over its own last
+    blocks."""
+
+    def __init__(self, block: int, blocks: int = WINDOW_BLOCKS) -> None:
+        self.block, self.length = block, blocks
         self.blocks: list[dict[str, Any]] = []  # oldest first
 
-    def add(self, epoch: int, weights: torch.Tensor, active: list[bool]) -> None:
-        """Add the (K, weights) weights after a step of `epoch`, for the runs still active."""
+    def add(self, step: int, weights: torch.Tensor, active: list[bool]) -> None:
+        """Add the (K, weights) weights after step `step` (from 1), for the runs still active."""
         weights = weights.double()
-        if not self.blocks or self.blocks[-1]["epoch"] != epoch:
+        number = (step - 1) // self.block
+        if not self.blocks or self.blocks[-1]["number"] != number:
             zeros = weights.new_zeros(len(weights))
-            self.blocks.append({"epoch": epoch, "count": zeros, "mean": torch.zeros_like(weights), "m2": zeros.clone()})
+            self.blocks.append(
+                {"number": number, "count": zeros, "mean": torch.zeros_like(weights), "m2": zeros.clone()}
+            )
             del self.blocks[: -self.length]
         block = self.blocks[-1]
         taken = torch.tensor(active, dtype=torch.float64, device=weights.device)
@@ -200,7 +209,7 @@ class Window:
 
     def spread(self, index: int) -> dict[str, float]:
         """Run `index`'s mean squared distance to its window mean, a batch-means standard error over the
-        window's epochs (NaN with one), and the number of steps."""
+        window's blocks (NaN with one), and the number of steps."""
         blocks = [block for block in self.blocks if block["count"][index] > 0]
         if not blocks:
             return {"fluctuation": math.nan, "fluctuation_se": math.nan, "fluctuation_steps": 0}
@@ -210,8 +219,8 @@ class Window:
         steps = counts.sum()
         centre = (counts[:, None] * means).sum(dim=0) / steps
         offsets = ((means - centre) ** 2).sum(dim=1)
-        per_epoch = m2 / counts + offsets  # each epoch's mean squared distance to the window's mean
-        se = float(per_epoch.std() / math.sqrt(len(blocks))) if len(blocks) > 1 else math.nan
+        per_block = m2 / counts + offsets  # each block's mean squared distance to the window's mean
+        se = float(per_block.std() / math.sqrt(len(blocks))) if len(blocks) > 1 else math.nan
         return {
             "fluctuation": float((m2 + counts * offsets).sum() / steps),
             "fluctuation_se": se,
@@ -232,14 +241,21 @@ class Measurer:
     """The measures a pack's runs asked for (`measures`, `measurement` of their settings)."""
 
     def __init__(
-        self, settings: dict[str, Any], data: MemoryData | LoaderData, initial: torch.Tensor, chunk: int
+        self,
+        settings: dict[str, Any],
+        data: MemoryData | LoaderData,
+        initial: torch.Tensor,
+        steps_per_epoch: int,
+        chunk: int,
     ) -> None:
         self.names = list(settings["measures"])
         self.options = settings["measurement"]
         self.seed = settings["seed"]
         self.initial = initial.double()
         self.chunk = chunk
-        self.window = Window(self.options["window"]) if "fluctuation" in self.names else None
+        window = self.options["window"]
+        length = window["length"] * (steps_per_epoch if window["unit"] == "epochs" else 1)
+        self.window = Window(math.ceil(length / WINDOW_BLOCKS)) if "fluctuation" in self.names else None
         self.subset: tuple[torch.Tensor, torch.Tensor] | None = None
         if set(CURVATURE) & set(self.names):
             size = data.size("train")
@@ -250,10 +266,10 @@ class Measurer:
     def columns(self) -> list[str]:
         return [column for name in self.names for column in MEASURE_COLUMNS[name]]
 
-    def observe(self, learner: Learner, epoch: int) -> None:
+    def observe(self, learner: Learner, step: int) -> None:
         """After each step: the weights enter the fluctuation's window."""
         if self.window is not None:
-            self.window.add(epoch, learner.flat_weights(), learner.active)
+            self.window.add(step, learner.flat_weights(), learner.active)
 
     def measure(self, learner: Learner, index: int) -> dict[str, float]:
         """Every asked measure of run `index` at its current weights."""

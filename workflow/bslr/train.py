@@ -232,7 +232,9 @@ def _train_pack(
     learner = build_learner(learner_name, model, runs, engine)
     generators = data_generators(settings, data)
     budget = Budget.of(settings, data.size("train"))
-    measurer = Measurer(settings, data, initial, options.eval_batch_size) if settings["measures"] else None
+    measurer = None
+    if settings["measures"]:
+        measurer = Measurer(settings, data, initial, budget.steps_per_epoch, options.eval_batch_size)
     columns = RUN_COLUMNS + (measurer.columns if measurer else [])
 
     progress, resume_order = Progress.start(len(runs)), None
@@ -314,7 +316,7 @@ def _train_pack(
         def after_step(epoch_steps: int) -> bool:
             progress.step += 1
             if measurer:
-                measurer.observe(learner, budget.epoch_of(progress.step))
+                measurer.observe(learner, progress.step)
             if budget.evaluates_at(progress.step):
                 record()
             return progress.step == budget.steps or not any(learner.active) or stop.signal_name is not None
