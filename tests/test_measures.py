@@ -200,8 +200,10 @@ def test_the_window_holds_the_spread_of_the_last_epochs_exactly():
     assert spread["fluctuation_steps"] == 7
     centre = weights[4:, 0].mean(dim=0)  # batch means: each block's mean squared distance to the window's mean
     blocks = (weights[4:8, 0], weights[8:, 0])
-    per_epoch = torch.stack([((block - centre) ** 2).sum(dim=1).mean() for block in blocks])
-    assert spread["fluctuation_se"] == pytest.approx(float(per_epoch.std() / math.sqrt(2)), rel=1e-12)
+    per_block = torch.stack([((block - centre) ** 2).sum(dim=1).mean() for block in blocks])
+    assert spread["fluctuation_se"] == pytest.approx(float(per_block.std() / math.sqrt(2)), rel=1e-12)
+    local = sum(((block - block.mean(dim=0)) ** 2).sum() for block in blocks) / 7  # to each block's own mean
+    assert spread["fluctuation_local"] == pytest.approx(float(local), rel=1e-12)
     assert window.spread(1)["fluctuation_steps"] == 3  # block 1 has left the window: run 1 keeps block 2
     copy = Window(block=4, blocks=2)
     copy.load(window.state(), torch.device("cpu"))
@@ -226,13 +228,13 @@ def test_both_learners_give_the_same_measures():
         initial = flat({key: weight.detach() for key, weight in model.named_parameters()}).clone()
         runs = [{"lr": lr, "momentum": 0.0, "weight_decay": 0.0} for lr in (0.05, 0.2)]
         learner = build_learner(name, model, runs, engine)
-        measurer = Measurer(settings, data, initial, steps_per_epoch=8, chunk=16)
+        measurer = Measurer(settings, data, initial, steps_per_block=8, chunk=16)
         for step, (x, y) in enumerate(data.train_batches(8, torch.Generator().manual_seed(2)), 1):
             learner.step(x, y)
             measurer.observe(learner, step)
         measured[name] = [measurer.measure(learner, index) for index in range(2)]
     for serial, stacked in zip(measured["serial"], measured["stacked"], strict=True):
-        assert serial.keys() == stacked.keys() and len(serial) == 13
+        assert serial.keys() == stacked.keys() and len(serial) == 14
         for key, value in serial.items():
             assert stacked[key] == pytest.approx(value, rel=1e-9, nan_ok=True), key
     assert measured["serial"][0]["init_distance"] < measured["serial"][1]["init_distance"]  # lr 0.05 < 0.2

@@ -331,6 +331,7 @@ MEASURE_LABELS = {
     "covariance_trace": "gradient covariance trace",
     "noise_scale": "gradient noise scale",
     "fluctuation": "weight fluctuation",
+    "fluctuation_local": "weight fluctuation (running mean)",
     "weight_norm": "weight norm",
     "init_distance": "distance from initialisation",
 }

@@ -15,7 +15,8 @@ gradient noise there. Each quantity here is measured on one run, written once fo
   tr S / |G|^2, with |G|^2 estimated without bias as ||mean||^2 - tr S / n; jackknife standard errors.
 - `fluctuation`: the mean squared distance of the weights, after each step of a window of the last steps
   (`window`: a number of epochs or of steps), to their mean over those steps (the trace of their
-  covariance); a batch-means standard error over the window's WINDOW_BLOCKS blocks.
+  covariance), with a batch-means standard error over the window's WINDOW_BLOCKS blocks; and
+  `fluctuation_local`, the same to each block's own mean, which leaves out drift slower than a block.
 - `weight_norm` and `init_distance`: ||w|| and ||w - w0||, exact.
 
 The curvature and noise measures use one fixed subset of the training set, drawn from the run's seed (so
@@ -208,11 +209,14 @@ class Window:
         block["m2"] += taken * (delta * (weights - block["mean"])).sum(dim=1)
 
     def spread(self, index: int) -> dict[str, float]:
-        """Run `index`'s mean squared distance to its window mean, a batch-means standard error over the
-        window's blocks (NaN with one), and the number of steps."""
+        """Run `index`'s mean squared distance to its window's mean, with a batch-means standard error over
+        the window's blocks (NaN with one); the same to each block's own mean (a running mean: drift slower
+        than a block left out); and the number of steps."""
         blocks = [block for block in self.blocks if block["count"][index] > 0]
         if not blocks:
-            return {"fluctuation": math.nan, "fluctuation_se": math.nan, "fluctuation_steps": 0}
+            return dict.fromkeys(("fluctuation", "fluctuation_se", "fluctuation_local"), math.nan) | {
+                "fluctuation_steps": 0
+            }
         counts = torch.stack([block["count"][index] for block in blocks])
         means = torch.stack([block["mean"][index] for block in blocks])
         m2 = torch.stack([block["m2"][index] for block in blocks])
@@ -224,6 +228,7 @@ class Window:
         return {
             "fluctuation": float((m2 + counts * offsets).sum() / steps),
             "fluctuation_se": se,
+            "fluctuation_local": float(m2.sum() / steps),
             "fluctuation_steps": int(steps),
         }
 

@@ -100,6 +100,7 @@ OUTCOME_DIRECTION = {
 # large learning rate / batch size: Keskar et al. 2017, Jastrzebski et al. 2017). 0: no prediction.
 MEASURE_DIRECTION = {
     "fluctuation": 1,
+    "fluctuation_local": 1,
     "hessian_trace": -1,
     "hessian_top": -1,
     "covariance_trace": -1,
@@ -109,7 +110,7 @@ MEASURE_DIRECTION = {
 }
 OUTCOME_DIRECTION |= MEASURE_DIRECTION
 # The log-log slope of a measure against learning rate / batch size that the theory predicts (NaN: none).
-PREDICTED_SLOPE = {"fluctuation": 1.0}
+PREDICTED_SLOPE = {"fluctuation": 1.0, "fluctuation_local": 1.0}
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ MEASURE_COLUMNS = {
     "hessian_trace": ["hessian_trace", "hessian_trace_se"],
     "hessian_top": ["hessian_top", "hessian_top_residual"],
     "gradient_noise": ["covariance_trace", "covariance_trace_se", "noise_scale", "noise_scale_se"],
-    "fluctuation": ["fluctuation", "fluctuation_se", "fluctuation_steps"],
+    "fluctuation": ["fluctuation", "fluctuation_se", "fluctuation_local", "fluctuation_steps"],
     "weight_norm": ["weight_norm"],
     "init_distance": ["init_distance"],
 }
