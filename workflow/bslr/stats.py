@@ -564,6 +564,8 @@ def measure_slopes(cells: pd.DataFrame, measures: Sequence[str]) -> pd.DataFrame
         for measure in measures:
             values = scenario_cells[measure].to_numpy(dtype=float)
             keep = np.isfinite(values) & (values > 0)
+            if not keep.any():  # not measured in this scenario
+                continue
             members = scenario_cells[keep]
             predicted = PREDICTED_SLOPE.get(measure, np.nan)
             estimates = [np.nan] * 12
