@@ -346,21 +346,21 @@ def measures_vs_ratio(runs: pd.DataFrame, settings: dict[str, Any]) -> plt.Figur
     from bslr.stats import cell_table, measure_slopes
 
     measured = [name for name in MEASURE_LABELS if name in runs and np.isfinite(runs[name].astype(float)).any()]
+    columns = min(max(len(measured), 1), 4)
+    rows = max(-(-len(measured) // columns), 1)
     figure, grid = plt.subplots(
-        1,
-        max(len(measured), 1),
-        figsize=(settings["width"] * max(len(measured), 1), settings["height"]),
-        squeeze=False,
-        layout="constrained",
+        rows, columns, figsize=(settings["width"] * columns, settings["height"] * rows), layout="constrained"
     )
+    grid = np.atleast_1d(grid).ravel()
+    for axes in grid[len(measured) :]:
+        axes.set_axis_off()
     if not measured:
-        grid[0, 0].text(0.5, 0.5, "no measures in this experiment", ha="center", va="center")
-        grid[0, 0].set_axis_off()
+        grid[0].text(0.5, 0.5, "no measures in this experiment", ha="center", va="center")
         return figure
     slopes = measure_slopes(cell_table(runs, measured, "exclude"), measured).set_index("measure")
     norm = Normalize(runs["batch_size"].min(), max(runs["batch_size"].max(), runs["batch_size"].min() + 1))
     cmap = plt.get_cmap("viridis")
-    for axes, name in zip(grid[0], measured, strict=True):
+    for axes, name in zip(grid, measured, strict=False):
         shown = runs[np.isfinite(runs[name].astype(float)) & (runs[name].astype(float) > 0)]
         error = shown[MEASURE_ERRORS[name]] if MEASURE_ERRORS.get(name) in shown else None
         axes.errorbar(shown["ratio"], shown[name], yerr=error, fmt="none", ecolor="#bbbbbb", elinewidth=0.6)
@@ -377,7 +377,7 @@ def measures_vs_ratio(runs: pd.DataFrame, settings: dict[str, Any]) -> plt.Figur
             title += f"\nexponent in lr/B: {fit['slope']:.2f} [{fit['slope_low']:.2f}, {fit['slope_high']:.2f}]"
         axes.set(xlabel=LABELS["ratio"], ylabel=MEASURE_LABELS[name])
         axes.set_title(title, fontsize=7)
-    figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=grid[0, -1]).set_label(LABELS["batch_size"])
+    figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(grid)).set_label(LABELS["batch_size"])
     figure.suptitle(_title(runs), fontsize=8)
     return figure
 
