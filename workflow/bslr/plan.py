@@ -65,8 +65,9 @@ SCENARIO_FIGURES = (
     "heatmap",
     "heatmap_gap",
     "training_curves",
-    "measures_vs_ratio",  # only for experiments with measures
+    "measures_vs_ratio",
 )
+MEASURED_FIGURES = ("measures_vs_ratio",)  # scenario figures drawn only for experiments with `measures`
 EXPERIMENT_FIGURES = ("composite", "forest", "iso_ratio")
 # Figures of the whole config, drawn when two experiments share a scenario under different budgets.
 STUDY_FIGURES = ("budgets",)
@@ -315,7 +316,7 @@ class Plan:
         files = []
         for experiment, dataset, model in scenarios(self.config):
             for name in SCENARIO_FIGURES:
-                if name == "measures_vs_ratio" and not self.training(experiment)["measures"]:
+                if name in MEASURED_FIGURES and not self.training(experiment)["measures"]:
                     continue
                 for extension in ("pdf", "png"):
                     files.append(
