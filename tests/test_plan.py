@@ -9,7 +9,11 @@ import pytest
 
 from bslr.plan import (
     EXPERIMENT_FIGURES,
+    FIGURE_TABLES,
+    FIGURE_TITLES,
+    MEASURED_FIGURES,
     SCENARIO_FIGURES,
+    STUDY_FIGURES,
     Plan,
     Run,
     checkpoint_path,
@@ -34,11 +38,11 @@ def test_planning_the_paper_imports_neither_torch_nor_plotting_libraries(tmp_pat
     assert "bslr.plan" in imported and "snakemake" in imported  # the listing is real
     assert not {name for name in imported if name.split(".")[0] in HEAVY}
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout.split("Job stats:")[1], flags=re.MULTILINE))
-    # 1,600 runs, execution options, aggregate, stats, 6 figures x 4 scenarios, 3 experiment figures, all
+    # 1,600 runs, execution options, aggregate, stats, 7 figures x 4 scenarios, 3 experiment figures, all
     assert [
         jobs[f"train_paper_{data}_{model}"] for data in ("cifar10", "cifar100") for model in ("resnet110", "vgg19")
     ] == ["400"] * 4
-    assert jobs["total"] == str(1600 + 3 + 4 * 6 + 3 + 1)
+    assert jobs["total"] == str(1600 + 3 + 4 * 7 + 3 + 1)
 
 
 def test_a_plan_in_process_imports_nothing_heavy():
@@ -123,3 +127,19 @@ def test_figure_names_match_what_the_figures_module_draws():
 
     assert tuple(drawn_per_scenario) == SCENARIO_FIGURES
     assert tuple(drawn_per_experiment) == EXPERIMENT_FIGURES
+
+
+def test_every_figure_has_its_tables_a_title_and_settings_and_three_files():
+    names = {*SCENARIO_FIGURES, *EXPERIMENT_FIGURES}
+    assert set(FIGURE_TABLES) == set(FIGURE_TITLES) == names | {*MEASURED_FIGURES, *STUDY_FIGURES}
+    assert {table for tables in FIGURE_TABLES.values() for table in tables} == {
+        "runs",
+        "epochs",
+        "correlations",
+        "iso_ratio",
+        "measure_slopes",
+    }
+    plan = Plan(tiny_config())
+    assert all(plan.figure_settings(name)["dpi"] == (60 if name == "heatmap" else 200) for name in names)
+    files = plan.figure_files()
+    assert len(files) == 3 * len(names) and "results/figures/tiny/mnist1d/mlp/heatmap.csv" in files

@@ -11,19 +11,19 @@ from scipy import stats as scipy_stats
 
 from bslr.aggregate import RUNS_COLUMNS
 from bslr.figures import EXPERIMENT_FIGURES, FIGURES
-from bslr.plan import MEASURED_FIGURES
+from bslr.plan import FIGURE_TITLES
 from bslr.stats import CORRELATION_COLUMNS, EXTRA_COLUMNS
 from bslr.storage import RUN_COLUMNS, read_run
 from conftest import REPO, SNAKEMAKE, planned_jobs, snakemake, tiny_config, training_jobs, write_config
 
-DRAWN = [name for name in FIGURES if name not in MEASURED_FIGURES]  # the tiny grid measures nothing
-ALL_FIGURES = {*DRAWN, *EXPERIMENT_FIGURES}
+ALL_FIGURES = {*FIGURES, *EXPERIMENT_FIGURES}
 
 
 def digests(directory):
     return {
         path.relative_to(directory): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(directory.rglob("*.p*"))
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
     }
 
 
@@ -54,13 +54,15 @@ def test_outputs_follow_the_contract(tiny_workflow):
     assert (tiny_workflow / "results/tables/correlations.tex").read_text().count("\\begin{tabular}") == 5 + 3 * 3 * 2
     assert (tiny_workflow / "results/stats/correlations.md").read_text().startswith("# Correlations")
 
+    # each figure as PDF and PNG, with the data it draws (CSV)
     figures = tiny_workflow / "results/figures/tiny"
     assert sorted(path.name for path in (figures / "mnist1d/mlp").iterdir()) == sorted(
-        f"{name}.{ext}" for name in DRAWN for ext in ("pdf", "png")
+        f"{name}.{ext}" for name in FIGURES for ext in ("pdf", "png", "csv")
     )
-    assert sorted(path.name for path in figures.glob("*.p*")) == sorted(
-        f"{name}.{ext}" for name in EXPERIMENT_FIGURES for ext in ("pdf", "png")
+    assert sorted(path.name for path in figures.iterdir() if path.is_file()) == sorted(
+        f"{name}.{ext}" for name in EXPERIMENT_FIGURES for ext in ("pdf", "png", "csv")
     )
+    assert (tiny_workflow / "results/tables/correlations.html").read_text().count("<table>") == 5 + 3 * 3 * 2
     for log in ("aggregate.log", "stats.log"):
         assert (tiny_workflow / "logs" / log).is_file()
 
@@ -115,8 +117,20 @@ def test_a_figure_setting_replans_that_figure_alone(tiny_workflow, tmp_path):
 
     changed = tiny_config()
     changed["analysis"] = {"outcomes": ["final_test_acc"]}
-    # the statistics, and the one figure drawn from their table, re-run; no training, no other figure
-    assert planned_jobs(tiny_workflow, write_config(tmp_path, changed)) == {"stats": 1, "figure_forest": 1, "all": 1}
+    # the statistics, and the figures that print their numbers, re-run; no training, no other figure
+    printing = ("acc_vs_ratio", "train_test_vs_ratio", "composite", "group_correlations", "iso_ratio")
+    assert planned_jobs(tiny_workflow, write_config(tmp_path, changed)) == {
+        "stats": 1,
+        **{f"figure_{name}": 1 for name in printing},
+        "all": 1,
+    }
+    # the divergence policy decides which cells every figure of the runs draws as results
+    changed["analysis"] = {"diverged": "include"}
+    assert planned_jobs(tiny_workflow, write_config(tmp_path, changed)) == {
+        "stats": 1,
+        **{f"figure_{name}": 1 for name in ALL_FIGURES - {"training_curves"}},
+        "all": 1,
+    }
 
 
 def test_protocol_change_retrains_and_new_learning_rates_train_alone(tiny_workflow, tmp_path):
@@ -235,11 +249,17 @@ def test_report_bundles_every_figure_and_the_table(tiny_workflow):
     import zipfile
 
     report = tiny_workflow / "report.zip"
-    snakemake(tiny_workflow, tiny_workflow / "config.yaml", "--report", str(report))
-    names = [name.rsplit("/", 1)[-1] for name in zipfile.ZipFile(report).namelist()]
+    result = snakemake(tiny_workflow, tiny_workflow / "config.yaml", "--report", str(report))
+    assert "WARNING/2" not in result.stderr and "ERROR/3" not in result.stderr  # docutils, in every caption before
+    bundle = zipfile.ZipFile(report)
+    names = [name.rsplit("/", 1)[-1] for name in bundle.namelist()]
     for figure in ALL_FIGURES:
         assert f"{figure}.png" in names
-    assert {"correlations.csv", "headline.csv", "regression.csv", "iso_ratio.csv"} <= set(names)
+    assert {"correlations.csv", "headline.csv", "regression.csv", "iso_ratio.csv", "correlations.html"} <= set(names)
+    (page,) = [name for name in bundle.namelist() if name.endswith("report.html")]
+    text = bundle.read(page).decode()
+    assert "System Message" not in text and "Experiment tiny" in text and "MLP on MNIST-1D" in text
+    assert all(f'"labels": {{"figure": "{FIGURE_TITLES[name]}"}}' in text for name in ALL_FIGURES)
 
 
 def test_methods_without_kendall_still_write_every_statistics_output(tiny_workflow, tmp_path):

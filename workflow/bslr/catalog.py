@@ -68,3 +68,27 @@ MODEL_NAMES = ("mlp", "cnn1d", "resnet20", "resnet56", "resnet110", "vgg19", "al
 
 # Which input each model is made for: image models need (C, H, W), cnn1d needs (C, L); the rest take any.
 MODEL_INPUT_RANK = {"cnn1d": 2, "resnet20": 3, "resnet56": 3, "resnet110": 3, "vgg19": 3, "alexnet": 3}
+
+# How figures and reports name models and data sets (the config uses the keys). Names not listed print as
+# they are written in the config.
+DISPLAY_NAMES = {
+    "mlp": "MLP",
+    "cnn1d": "1-D CNN",
+    "resnet20": "ResNet-20",
+    "resnet56": "ResNet-56",
+    "resnet110": "ResNet-110",
+    "vgg19": "VGG-19",
+    "alexnet": "AlexNet",
+    "resnet18": "ResNet-18",
+    "resnet50": "ResNet-50",
+    "mnist1d": "MNIST-1D",
+    "mnist": "MNIST",
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+    "imagenet": "ImageNet",
+}
+
+
+def display_name(name: str) -> str:
+    """The printed name of a model or data set: `ResNet-110`, `CIFAR-10`."""
+    return DISPLAY_NAMES.get(name, name)

@@ -174,25 +174,43 @@ def cmd_stats(args: argparse.Namespace) -> None:
     markdown, latex = tables.paper_tables(analysis, args.alpha)
     write_text(markdown, outputs["tables_markdown"])
     write_text(latex, outputs["tables_latex"])
+    write_text(tables.html_tables(analysis, args.alpha), outputs["tables_html"])
     diverged = int(analysis.runs["diverged"].sum())
     print(f"wrote {len(analysis.correlations)} correlation rows; {diverged} diverged runs ({args.diverged}d)")
 
 
+def figure_tables(name: str, pairs: list[str]) -> dict[str, str]:
+    """`NAME=PATH` pairs, one per table the figure reads (bslr.plan.FIGURE_TABLES); a figure that reads one
+    table also takes its bare path."""
+    from bslr.plan import FIGURE_TABLES
+
+    wanted = FIGURE_TABLES[name]
+    if len(pairs) == 1 and "=" not in pairs[0] and len(wanted) == 1:
+        return {wanted[0]: pairs[0]}
+    paths = dict(pair.partition("=")[::2] for pair in pairs)
+    if sorted(paths) != sorted(wanted) or not all(paths.values()):
+        raise ConfigError(f"bslr figure {name} --input: give {' '.join(f'{table}=PATH' for table in wanted)}")
+    return paths
+
+
 def cmd_figure(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
     import pandas as pd
 
-    from bslr.figures import EXPERIMENT_FIGURES, FIGURES, STUDY_FIGURES, draw, draw_study
+    from bslr.figures import EXPERIMENT_FIGURES, FIGURES, MEASURE_FIGURES, STUDY_FIGURES, draw
 
-    if args.name not in FIGURES and args.name not in EXPERIMENT_FIGURES and args.name not in STUDY_FIGURES:
-        known = ", ".join(sorted({*FIGURES, *EXPERIMENT_FIGURES, *STUDY_FIGURES}))
-        raise ConfigError(f"unknown figure {args.name!r}; known figures: {known}")
-    if args.name in STUDY_FIGURES:
-        draw_study(args.name, pd.read_parquet(args.input), json.loads(args.settings), args.pdf, args.png)
-        return
-    if args.experiment is None:
+    known = {*FIGURES, *EXPERIMENT_FIGURES, *MEASURE_FIGURES, *STUDY_FIGURES}
+    if args.name not in known:
+        raise ConfigError(f"unknown figure {args.name!r}; known figures: {', '.join(sorted(known))}")
+    if args.experiment is None and args.name not in STUDY_FIGURES:
         raise ConfigError(f"figure {args.name} needs --experiment")
-    scenario = (args.experiment, args.dataset, args.model)
-    draw(args.name, pd.read_parquet(args.input), scenario, json.loads(args.settings), args.pdf, args.png)
+    tables = {
+        table: pd.read_csv(path) if path.endswith(".csv") else pd.read_parquet(path)
+        for table, path in figure_tables(args.name, args.input).items()
+    }
+    outputs = {"pdf": args.pdf, "png": args.png, "csv": args.csv or str(Path(args.pdf).with_suffix(".csv"))}
+    draw(args.name, tables, (args.experiment, args.dataset, args.model), json.loads(args.settings), outputs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,15 +297,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.set_defaults(run=cmd_stats)
 
-    command = commands.add_parser("figure", help="draw one figure of one scenario")
+    command = commands.add_parser("figure", help="draw one figure of one scenario or experiment, and its data")
     command.add_argument("name", help="a key of the config's `figures` section")
-    command.add_argument("--input", required=True, help="runs.parquet, epochs.parquet or correlations.parquet")
-    command.add_argument("--experiment", help="the experiment (omit for figures of every experiment: budgets)")
+    command.add_argument(
+        "--input",
+        required=True,
+        nargs="+",
+        metavar="TABLE=PATH",
+        help="each table the figure reads (bslr.plan.FIGURE_TABLES): runs, epochs, correlations, iso_ratio",
+    )
+    command.add_argument("--experiment", help="the experiment (omit for the figures of every experiment: budgets)")
     command.add_argument("--dataset", help="with --model: one scenario (omit both for experiment figures)")
     command.add_argument("--model")
-    command.add_argument("--settings", required=True, help="the figure's settings as JSON")
+    command.add_argument(
+        "--settings", required=True, help="the figure's settings as JSON, with the analysis keys it applies"
+    )
     command.add_argument("--pdf", required=True)
     command.add_argument("--png", required=True)
+    command.add_argument("--csv", help="the data drawn, for readers who re-plot (default: beside the PDF)")
     command.set_defaults(run=cmd_figure)
     return parser
 

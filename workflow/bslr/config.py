@@ -46,6 +46,7 @@ EXECUTION_KEYS = ("eval_batch_size", "workers", "keep_checkpoints", "determinist
 # Keys of earlier versions, and what replaced them (named in the error instead of "a typo?").
 RENAMED_KEYS = {
     "pack_learning_rates": "pack: {size: all, learner: stacked} (or learner: serial; see config/README.md)",
+    "forest": "group_correlations (every group's correlation, a block per scenario; see config/README.md)",
 }
 
 GRID_KEYS = ("models", "datasets", "batch_sizes", "learning_rates", "seeds", "epochs")

@@ -52,26 +52,66 @@ STATS_OUTPUTS = {
     "measure_slopes": "results/stats/measure_slopes.csv",
     "tables_markdown": "results/tables/correlations.md",
     "tables_latex": "results/tables/correlations.tex",
+    "tables_html": "results/tables/correlations.html",
 }
 STATS_LOG = "logs/stats.log"
 TABLES_DIR = STATS_OUTPUTS["tables_latex"].rsplit("/", 1)[0] + "/"
 
-# Figures drawn per scenario and per experiment (`bslr.figures` draws them; a test keeps both in step),
-# and the table each is drawn from when not runs.parquet: "epochs" or "correlations".
+# Figures drawn per scenario and per experiment (`bslr.figures` draws them; a test keeps both in step).
 SCENARIO_FIGURES = (
     "acc_vs_batch_size",
     "acc_vs_learning_rate",
     "acc_vs_ratio",
+    "train_test_vs_ratio",
     "heatmap",
     "heatmap_gap",
     "training_curves",
-    "measures_vs_ratio",
 )
-MEASURED_FIGURES = ("measures_vs_ratio",)  # scenario figures drawn only for experiments with `measures`
-EXPERIMENT_FIGURES = ("composite", "forest", "iso_ratio")
-# Figures of the whole config, drawn when two experiments share a scenario under different budgets.
+EXPERIMENT_FIGURES = ("composite", "group_correlations", "iso_ratio")
+# The tables each figure reads: "runs" and "epochs" (the aggregate), "correlations" and "iso_ratio" (the
+# statistics, whose numbers a figure prints rather than recomputes).
+FIGURE_TABLES = {
+    "acc_vs_batch_size": ("runs",),
+    "acc_vs_learning_rate": ("runs",),
+    "acc_vs_ratio": ("runs", "correlations"),
+    "train_test_vs_ratio": ("runs", "correlations"),
+    "heatmap": ("runs",),
+    "heatmap_gap": ("runs",),
+    "training_curves": ("epochs",),
+    "composite": ("runs", "correlations"),
+    "group_correlations": ("correlations",),
+    "iso_ratio": ("runs", "iso_ratio"),
+}
+# How the report lists each figure.
+FIGURE_TITLES = {
+    "acc_vs_batch_size": "Outcome against batch size, a line per learning rate",
+    "acc_vs_learning_rate": "Outcome against learning rate, a line per batch size",
+    "acc_vs_ratio": "Outcome against batch size / learning rate",
+    "train_test_vs_ratio": "Test and train accuracy and their gap against the ratio",
+    "heatmap": "Outcome over the grid",
+    "heatmap_gap": "Generalisation gap over the grid",
+    "training_curves": "Training curves",
+    "composite": "Figure 1 of the paper, every scenario",
+    "group_correlations": "Correlations of the paper's groups",
+    "iso_ratio": "Cells sharing a ratio",
+}
+# The `analysis` settings a figure applies exactly as the statistics do: which cells count (`diverged`),
+# and the level a significant marker means (`alpha`). They join the figure's own settings, its params.
+FIGURE_ANALYSIS_KEYS = {name: ("diverged",) for name in FIGURE_TABLES if "runs" in FIGURE_TABLES[name]}
+FIGURE_ANALYSIS_KEYS["group_correlations"] = ("alpha",)
+FIGURE_EXTENSIONS = ("pdf", "png", "csv")  # the figure, and the data it draws for readers who re-plot
+
+# Figures of budgets and measures (issue 14), apart from the paper's: drawn only where there is something to
+# draw. `measures_vs_ratio`, per scenario of an experiment with `training.measures`; `budgets`, once for the
+# config, where two experiments share a scenario under different budgets (`Plan.compares_budgets`).
+MEASURED_FIGURES = ("measures_vs_ratio",)
 STUDY_FIGURES = ("budgets",)
-FIGURE_TABLES = {"training_curves": "epochs", "forest": "correlations"}
+FIGURE_TABLES |= {"measures_vs_ratio": ("runs", "measure_slopes"), "budgets": ("runs", "correlations")}
+FIGURE_TITLES |= {
+    "measures_vs_ratio": "The theory's quantities against batch size / learning rate",
+    "budgets": "Outcomes against the ratio under each budget",
+}
+FIGURE_ANALYSIS_KEYS |= {name: ("diverged",) for name in (*MEASURED_FIGURES, *STUDY_FIGURES)}
 
 RUN_PATTERN = re.compile(
     r"(?:.*/)?results/runs/(?P<experiment>[^/]+)/(?P<dataset>[^/]+)/(?P<model>[^/]+)/"
@@ -310,15 +350,19 @@ class Plan:
             budgets.setdefault((dataset, model), set()).add(budget)
         return any(len(found) > 1 for found in budgets.values())
 
+    def figure_settings(self, name: str) -> dict[str, Any]:
+        """A figure's settings (`figures.<name>`) with the `analysis` settings it applies as the tables do."""
+        analysis = {key: self.config["analysis"][key] for key in FIGURE_ANALYSIS_KEYS.get(name, ())}
+        return {**self.config["figures"][name], **analysis}
+
     def figure_files(self) -> list[str]:
-        """Every figure of every scenario and experiment, PDF and PNG (the measures' only where measured, the
-        budgets' only where `compares_budgets`)."""
+        """Every figure of every scenario and experiment: PDF, PNG and its source data (the measures' only
+        where measured, the budgets' only where `compares_budgets`)."""
         files = []
         for experiment, dataset, model in scenarios(self.config):
-            for name in SCENARIO_FIGURES:
-                if name in MEASURED_FIGURES and not self.training(experiment)["measures"]:
-                    continue
-                for extension in ("pdf", "png"):
+            measured = MEASURED_FIGURES if self.training(experiment)["measures"] else ()
+            for name in (*SCENARIO_FIGURES, *measured):
+                for extension in FIGURE_EXTENSIONS:
                     files.append(
                         SCENARIO_FIGURE.format(
                             experiment=experiment, dataset=dataset, model=model, name=name, extension=extension
@@ -326,8 +370,10 @@ class Plan:
                     )
         for experiment in self.experiments:
             for name in EXPERIMENT_FIGURES:
-                for extension in ("pdf", "png"):
+                for extension in FIGURE_EXTENSIONS:
                     files.append(EXPERIMENT_FIGURE.format(experiment=experiment, name=name, extension=extension))
         if self.compares_budgets():
-            files += [STUDY_FIGURE.format(name=name, extension=ext) for name in STUDY_FIGURES for ext in ("pdf", "png")]
+            files += [
+                STUDY_FIGURE.format(name=name, extension=ext) for name in STUDY_FIGURES for ext in FIGURE_EXTENSIONS
+            ]
         return files

@@ -1,6 +1,7 @@
-"""The statistics as tables to read and to publish: Markdown and LaTeX (booktabs) from one description.
+"""The statistics as tables to read and to publish: Markdown, LaTeX (booktabs) and HTML (for the Snakemake
+report) from one description.
 
-Each table is built once from an `Analysis` and written by a `Style`, so the two formats cannot say
+Each table is built once from an `Analysis` and written by a `Style`, so the formats cannot say
 different things. Numbers carry real minus signs (U+2212 in Markdown, math mode in LaTeX) and a fixed
 number of decimals, right-aligned; p-values at the floor print as "< 1e-16", never 0; LaTeX escapes
 every name and is pure ASCII, so it compiles with booktabs alone.
@@ -8,6 +9,7 @@ every name and is pure ASCII, so it compiles with booktabs alone.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 import numpy as np
@@ -163,6 +165,67 @@ class Latex:
 
     def page_break(self) -> list[str]:
         return ["\\clearpage", ""]  # LaTeX holds at most 18 unplaced floats
+
+
+class Html(Markdown):
+    """An HTML page, for the report: Markdown's numbers, real tables with column groups."""
+
+    def text(self, value: str) -> str:
+        return html.escape(str(value), quote=False)
+
+    def p(self, value: float) -> str:
+        return html.escape(super().p(value), quote=False)  # "< 1e−16"
+
+    def heading(self, level: int, title: str) -> list[str]:
+        return [f"<h{level}>{self.text(title)}</h{level}>"]
+
+    def paragraph(self, text: str) -> list[str]:
+        return [f"<p>{text}</p>"]
+
+    def table(
+        self,
+        caption: str,
+        header: Sequence[str],
+        rows: Sequence[Sequence[str]],
+        groups: Sequence[str] = (),
+        left: int = 1,
+    ) -> list[str]:
+        lines = ["<table>", f"<caption>{caption}</caption>", "<thead>"]
+        if groups:
+            width = (len(header) - left) // len(groups)
+            spans = [f'<th colspan="{left}"></th>'] + [f'<th colspan="{width}">{name}</th>' for name in groups]
+            lines.append("<tr>" + "".join(spans) + "</tr>")
+        lines.append("<tr>" + "".join(f"<th>{name}</th>" for name in header) + "</tr>")
+        lines.append("</thead>")
+        lines.append("<tbody>")
+        for row in rows:
+            cells = [
+                f'<td class="{"text" if index < left else "number"}">{cell}</td>' for index, cell in enumerate(row)
+            ]
+            lines.append("<tr>" + "".join(cells) + "</tr>")
+        return lines + ["</tbody>", "</table>"]
+
+
+HTML_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Statistics tables</title>
+<style>
+body {{ font-family: "DejaVu Sans", Verdana, sans-serif; font-size: 13px; margin: 1em; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 2em; }}
+caption {{ caption-side: top; text-align: left; max-width: 60em; padding-bottom: 0.4em; }}
+th, td {{ padding: 0.15em 0.6em; white-space: nowrap; }}
+thead th {{ border-bottom: 1px solid #444; }}
+tbody tr:nth-child(even) {{ background: #f4f4f4; }}
+td.number {{ text-align: right; font-variant-numeric: tabular-nums; }}
+</style>
+</head>
+<body>
+{body}
+</body>
+</html>
+"""
 
 
 Style = Markdown | Latex
@@ -495,12 +558,17 @@ def paper_tables(analysis: Analysis, alpha: float) -> tuple[str, str]:
     return render(analysis, alpha, Markdown()), render(analysis, alpha, Latex())
 
 
+def html_tables(analysis: Analysis, alpha: float) -> str:
+    """The same tables as one HTML page, for the Snakemake report (which shows HTML, not Markdown)."""
+    return HTML_PAGE.format(body=render(analysis, alpha, Html()).rstrip())
+
+
 def render(analysis: Analysis, alpha: float, style: Style) -> str:
     table = analysis.correlations
     if isinstance(style, Latex):
         lines = ["% bslr statistics tables; needs \\usepackage{booktabs}", ""]
     else:
-        lines = ["# Statistics tables", ""]
+        lines = style.heading(1, "Statistics tables")
     primary = analysis.primary
     outcomes = sorted(dict.fromkeys(table["outcome"]), key=lambda outcome: outcome != primary.outcome)
     methods = sorted(dict.fromkeys(table["method"]), key=lambda method: method != primary.method)

@@ -3,6 +3,7 @@ import shlex
 import sys
 
 try:
+    from bslr.catalog import display_name
     from bslr.errors import ConfigError
     from bslr.plan import (
         EXECUTION,
@@ -12,6 +13,8 @@ try:
         EXPERIMENT_FIGURES,
         FIGURES_DIR,
         FIGURE_TABLES,
+        FIGURE_TITLES,
+        MEASURED_FIGURES,
         SCENARIO_FIGURE,
         SCENARIO_FIGURE_LOG,
         SCENARIO_FIGURES,

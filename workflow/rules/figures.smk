@@ -1,26 +1,41 @@
-# One rule per figure, so that each figure's settings (its params) re-run that figure alone.
+# One rule per figure, so that each figure's settings (its params) re-run that figure alone. A figure reads
+# the tables bslr.plan.FIGURE_TABLES names: the aggregate's, and the statistics' whose numbers it prints.
 FIGURE_INPUT = {
     "runs": rules.aggregate.output.runs,
     "epochs": rules.aggregate.output.epochs,
     "correlations": rules.stats.output.parquet,
+    "iso_ratio": rules.stats.output.iso_ratio,
+    "measure_slopes": rules.stats.output.measure_slopes,
 }
 
-# Scenario figures: one per (experiment, dataset, model).
-for figure_name in SCENARIO_FIGURES:
+
+def figure_inputs(wildcards, input):
+    """`NAME=PATH` per table, as `bslr figure --input` takes them."""
+    return " ".join(shlex.quote(f"{name}={path}") for name, path in input.items())
+
+
+def scenario_name(wildcards):
+    return f"{display_name(wildcards.model)} on {display_name(wildcards.dataset)}"
+
+
+# Scenario figures: one per (experiment, dataset, model); the measures' only where measured.
+for figure_name in SCENARIO_FIGURES + MEASURED_FIGURES:
 
     rule:
         name:
             f"figure_{figure_name}"
         input:
-            FIGURE_INPUT[FIGURE_TABLES.get(figure_name, "runs")],
+            **{table: FIGURE_INPUT[table] for table in FIGURE_TABLES[figure_name]},
         output:
             pdf=figure_pattern(SCENARIO_FIGURE, figure_name, "pdf"),
             png=report(
                 figure_pattern(SCENARIO_FIGURE, figure_name, "png"),
                 caption=f"../report/{figure_name}.rst",
-                category="{experiment}",
-                subcategory="{dataset} / {model}",
+                category="Experiment {experiment}",
+                subcategory=scenario_name,
+                labels={"figure": FIGURE_TITLES[figure_name]},
             ),
+            csv=figure_pattern(SCENARIO_FIGURE, figure_name, "csv"),
         log:
             figure_pattern(SCENARIO_FIGURE_LOG, figure_name),
         localrule: True
@@ -28,11 +43,12 @@ for figure_name in SCENARIO_FIGURES:
             "../../envs/analysis.yaml"
         params:
             name=figure_name,
-            settings=json.dumps(CONFIG["figures"][figure_name], sort_keys=True),
+            settings=json.dumps(PLAN.figure_settings(figure_name), sort_keys=True),
+            inputs=figure_inputs,
         shell:
-            "bslr figure {params.name} --input {input} --experiment {wildcards.experiment}"
+            "bslr figure {params.name} --input {params.inputs} --experiment {wildcards.experiment}"
             " --dataset {wildcards.dataset} --model {wildcards.model} --settings {params.settings:q}"
-            " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+            " --pdf {output.pdf} --png {output.png} --csv {output.csv} > {log} 2>&1"
 
 
 # Experiment figures: one per experiment, across its scenarios.
@@ -42,15 +58,17 @@ for figure_name in EXPERIMENT_FIGURES:
         name:
             f"figure_{figure_name}"
         input:
-            FIGURE_INPUT[FIGURE_TABLES.get(figure_name, "runs")],
+            **{table: FIGURE_INPUT[table] for table in FIGURE_TABLES[figure_name]},
         output:
             pdf=figure_pattern(EXPERIMENT_FIGURE, figure_name, "pdf"),
             png=report(
                 figure_pattern(EXPERIMENT_FIGURE, figure_name, "png"),
                 caption=f"../report/{figure_name}.rst",
-                category="{experiment}",
+                category="Experiment {experiment}",
                 subcategory="All scenarios",
+                labels={"figure": FIGURE_TITLES[figure_name]},
             ),
+            csv=figure_pattern(EXPERIMENT_FIGURE, figure_name, "csv"),
         log:
             figure_pattern(EXPERIMENT_FIGURE_LOG, figure_name),
         localrule: True
@@ -58,10 +76,11 @@ for figure_name in EXPERIMENT_FIGURES:
             "../../envs/analysis.yaml"
         params:
             name=figure_name,
-            settings=json.dumps(CONFIG["figures"][figure_name], sort_keys=True),
+            settings=json.dumps(PLAN.figure_settings(figure_name), sort_keys=True),
+            inputs=figure_inputs,
         shell:
-            "bslr figure {params.name} --input {input} --experiment {wildcards.experiment}"
-            " --settings {params.settings:q} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+            "bslr figure {params.name} --input {params.inputs} --experiment {wildcards.experiment}"
+            " --settings {params.settings:q} --pdf {output.pdf} --png {output.png} --csv {output.csv} > {log} 2>&1"
 
 
 # Figures of every experiment together (the budgets side by side), planned where they compare something.
@@ -71,14 +90,11 @@ for figure_name in STUDY_FIGURES:
         name:
             f"figure_{figure_name}"
         input:
-            rules.aggregate.output.runs,
+            **{table: FIGURE_INPUT[table] for table in FIGURE_TABLES[figure_name]},
         output:
             pdf=figure_pattern(STUDY_FIGURE, figure_name, "pdf"),
-            png=report(
-                figure_pattern(STUDY_FIGURE, figure_name, "png"),
-                caption=f"../report/{figure_name}.rst",
-                category="Budgets",
-            ),
+            png=figure_pattern(STUDY_FIGURE, figure_name, "png"),
+            csv=figure_pattern(STUDY_FIGURE, figure_name, "csv"),
         log:
             figure_pattern(STUDY_FIGURE_LOG, figure_name),
         localrule: True
@@ -86,7 +102,8 @@ for figure_name in STUDY_FIGURES:
             "../../envs/analysis.yaml"
         params:
             name=figure_name,
-            settings=json.dumps(CONFIG["figures"][figure_name], sort_keys=True),
+            settings=json.dumps(PLAN.figure_settings(figure_name), sort_keys=True),
+            inputs=figure_inputs,
         shell:
-            "bslr figure {params.name} --input {input} --settings {params.settings:q}"
-            " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+            "bslr figure {params.name} --input {params.inputs} --settings {params.settings:q}"
+            " --pdf {output.pdf} --png {output.png} --csv {output.csv} > {log} 2>&1"

@@ -5,7 +5,8 @@ rule stats:
         csv=report(
             STATS_OUTPUTS["csv"],
             caption="../report/correlations.rst",
-            category="Statistics",
+            category="Tables",
+            labels={"table": "Every correlation test (CSV)"},
         ),
         parquet=STATS_OUTPUTS["parquet"],
         markdown=STATS_OUTPUTS["markdown"],
@@ -13,23 +14,32 @@ rule stats:
         iso_ratio=report(
             STATS_OUTPUTS["iso_ratio"],
             caption="../report/iso_ratio_table.rst",
-            category="Statistics",
+            category="Tables",
+            labels={"table": "Iso-ratio check (CSV)"},
         ),
         headline=report(
             STATS_OUTPUTS["headline"],
             caption="../report/headline.rst",
-            category="Statistics",
+            category="Tables",
+            labels={"table": "Headline: the primary analysis (CSV)"},
         ),
         regression=report(
             STATS_OUTPUTS["regression"],
             caption="../report/regression.rst",
-            category="Statistics",
+            category="Tables",
+            labels={"table": "Only the ratio? Regression (CSV)"},
         ),
         stratified=STATS_OUTPUTS["stratified"],
         divergence=STATS_OUTPUTS["divergence"],
         measure_slopes=STATS_OUTPUTS["measure_slopes"],
         tables_markdown=STATS_OUTPUTS["tables_markdown"],
         tables_latex=STATS_OUTPUTS["tables_latex"],
+        tables_html=report(
+            STATS_OUTPUTS["tables_html"],
+            caption="../report/tables.rst",
+            category="Tables",
+            labels={"table": "The tables to publish"},
+        ),
     log:
         STATS_LOG,
     localrule: True
