@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 
 from bslr.aggregate import RUNS_COLUMNS, aggregate
-from bslr.storage import RUN_COLUMNS, RunFileError, write_table
+from bslr.storage import RUN_COLUMNS, RunFileError, read_run, write_table
 
 
-def fake_run(path, batch_size, lr, test_acc, train_acc, seed=0, diverged=False):
+def fake_run(path, batch_size, lr, test_acc, train_acc, seed=0, diverged=False, **metadata):
     epochs = pd.DataFrame(
         {
             "epoch": [1, 2, 3],
@@ -19,11 +19,13 @@ def fake_run(path, batch_size, lr, test_acc, train_acc, seed=0, diverged=False):
             "lr": lr,
             "batch_size": batch_size,
             "seconds": 0.1,
+            "step": [10, 20, 30],
+            "samples_seen": [10 * batch_size, 20 * batch_size, 30 * batch_size],
         },
         columns=RUN_COLUMNS,
     )
     settings = dict(experiment="e", model="mlp", dataset="mnist1d", batch_size=batch_size, lr=lr, seed=seed)
-    write_table(epochs, path, {"settings": json.dumps(settings), "diverged": json.dumps(diverged)})
+    write_table(epochs, path, {"settings": json.dumps(settings), "diverged": json.dumps(diverged), **metadata})
     return path
 
 
@@ -41,8 +43,42 @@ def test_runs_table_summarises_each_run(tmp_path):
     assert first["gap"] == pytest.approx(0.9 - 0.85)
     assert first["epochs"] == 3
     assert bool(first["diverged"]) and not bool(runs.iloc[1]["diverged"])
+    assert first["budget"] == "epochs" and first["steps"] == 30
+    assert runs["reached_target"].isna().all() and runs["target_step"].isna().all()  # no target, no censoring
+    assert runs["hessian_trace"].isna().all()  # not measured
     assert len(epochs) == 6
     assert {"experiment", "model", "dataset", "seed", "epoch", "test_acc"} <= set(epochs.columns)
+
+
+def test_a_target_budget_records_which_runs_reached_it_and_when(tmp_path):
+    reached = {"reached_target": "true", "target_step": "20"}
+    censored = {"reached_target": "false", "target_step": "null"}
+    paths = [
+        fake_run(tmp_path / "a.parquet", 16, 0.1, 0.8, 0.9, **reached),
+        fake_run(tmp_path / "b.parquet", 32, 0.1, 0.7, 0.8, **censored),
+    ]
+    runs, _ = aggregate(paths)
+    assert runs["reached_target"].tolist() == [True, False]
+    assert runs["target_step"].iloc[0] == 20 and pd.isna(runs["target_step"].iloc[1])
+    assert runs["target_step"].dtype == "Int64" and runs["reached_target"].dtype == "boolean"
+
+
+def test_a_run_file_from_before_budgets_reads_as_whole_epochs(tmp_path):
+    """Files written before `step` existed are read with the steps their whole epochs took."""
+    path = fake_run(tmp_path / "old.parquet", 32, 0.1, 0.8, 0.9)
+    frame = pd.read_parquet(path).drop(columns=["step", "samples_seen"])
+    write_table(frame, path, {key.decode(): value.decode() for key, value in pq_metadata(path).items()})
+    epochs, _ = read_run(path)
+    assert epochs["step"].tolist() == [125, 250, 375]  # 4,000 MNIST-1D examples in batches of 32
+    assert epochs["samples_seen"].tolist() == [4000, 8000, 12000]
+    runs, _ = aggregate([path])
+    assert runs["steps"].tolist() == [375]
+
+
+def pq_metadata(path):
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(path).metadata
 
 
 def test_corrupt_run_file_is_named_with_the_fix(tmp_path):

@@ -59,6 +59,16 @@ def test_defaults_are_filled_and_threads_stay_out_of_the_protocol():
         "channels_last": "auto",
         "compile": False,
         "pack": {"size": 1, "learner": "serial"},
+        "budget": {"steps": None, "target": None},
+        "evaluation": {"every": 1, "unit": "epochs"},
+        "measures": [],
+        "measurement": {
+            "subset": 1000,
+            "probes": 32,
+            "iterations": 20,
+            "window": {"length": 2, "unit": "epochs"},
+            "epochs": [],
+        },
     }
     assert config["figures"]["heatmap"]["dpi"] == 60  # the user's value survives
     assert config["figures"]["acc_vs_ratio"]["dpi"] == 200
@@ -145,7 +155,7 @@ def broken(path: list, value) -> dict:
         (["experiments", "tiny", "batch_sizes"], [0], "experiments.tiny.batch_sizes"),
         (["experiments", "tiny", "batch_sizes"], [8000], "larger than the 4000 training examples of mnist1d"),
         (["experiments", "tiny", "epochs"], 0, "experiments.tiny.epochs = 0"),
-        (["experiments", "tiny", "epochs"], KeyError, "'epochs' is a required property"),
+        (["experiments", "tiny", "epochs"], KeyError, "experiments.tiny.epochs is missing: give the number of epochs"),
         (["experiments"], {}, "experiments"),
         (["analysis", "outcomes"], ["final_test_accuracy"], "analysis.outcomes[0]"),
         (["training", "device"], "tpu", 'training.device = "tpu"'),

@@ -11,7 +11,9 @@ from bslr.plan import (
     EXPERIMENT_FIGURES,
     FIGURE_TABLES,
     FIGURE_TITLES,
+    MEASURED_FIGURES,
     SCENARIO_FIGURES,
+    STUDY_FIGURES,
     Plan,
     Run,
     checkpoint_path,
@@ -129,12 +131,13 @@ def test_figure_names_match_what_the_figures_module_draws():
 
 def test_every_figure_has_its_tables_a_title_and_settings_and_three_files():
     names = {*SCENARIO_FIGURES, *EXPERIMENT_FIGURES}
-    assert set(FIGURE_TABLES) == set(FIGURE_TITLES) == names
+    assert set(FIGURE_TABLES) == set(FIGURE_TITLES) == names | {*MEASURED_FIGURES, *STUDY_FIGURES}
     assert {table for tables in FIGURE_TABLES.values() for table in tables} == {
         "runs",
         "epochs",
         "correlations",
         "iso_ratio",
+        "measure_slopes",
     }
     plan = Plan(tiny_config())
     assert all(plan.figure_settings(name)["dpi"] == (60 if name == "heatmap" else 200) for name in names)

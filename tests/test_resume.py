@@ -73,19 +73,74 @@ def test_an_interrupted_pack_resumes_to_the_metrics_of_an_uninterrupted_one(
         wait_for(path, process)
         process.kill()
         assert process.wait() == -signal.SIGKILL
-        assert 1 <= max(len(rows) for rows in checkpoint.load(path, fingerprint(runs, learner))["rows"]) < 4
+        progress = checkpoint.load(path, fingerprint(runs, learner))["progress"]
+        assert 1 <= max(len(rows) for rows in progress["rows"]) < 4
     else:  # 125 steps per epoch: the signal arrives at epoch 2, step 10, and the checkpoint keeps that step
         with monkeypatch.context() as patch:
             signal_at_step(patch, 135)
             with pytest.raises(Interrupted, match="received signal SIGUSR1 in epoch 2"):
                 bslr.train.train_pack(runs, RunOptions(checkpoint=str(path)))
         state = checkpoint.load(path, fingerprint(runs, learner))
-        assert [len(rows) for rows in state["rows"]] == [1] * size and state["partial"]["step"] == 10
+        assert [len(rows) for rows in state["progress"]["rows"]] == [1] * size and state["progress"]["step"] == 135
+        assert state["order_state"] is not None  # the stopped epoch's order, replayed on resuming
     frames = train_pack_to_files(runs, outputs, RunOptions(checkpoint=str(path)))
     assert "resuming from" in capsys.readouterr().err and not path.exists()
     for output, frame, (expected, _) in zip(outputs, frames, reference, strict=True):
         assert read_run(output)[1]["resumed"] == "true"
         pd.testing.assert_frame_equal(frame[METRICS], expected[METRICS], check_exact=True)
+
+
+BUDGETS = {
+    # 400 steps of 125 an epoch (the last epoch partial), evaluated every 50 steps, with the measures at
+    # epoch 1 and the end (the fluctuation's window of 100 steps spans the interruption)
+    "steps": dict(
+        epochs=None,
+        budget={"steps": 400},
+        evaluation={"every": 50, "unit": "steps"},
+        measures=["hessian_trace", "fluctuation", "init_distance"],
+        measurement={"subset": 64, "probes": 4, "window": {"length": 100, "unit": "steps"}, "epochs": [1]},
+    ),
+    # lr 0.2 reaches the target before the interruption, lr 0.02 never does (censored at 375 steps)
+    "target": dict(
+        epochs=3,
+        budget={"target": {"metric": "train_loss", "value": 1.75}},
+        evaluation={"every": 25, "unit": "steps"},
+        measures=["weight_norm"],
+    ),
+}
+
+
+@pytest.mark.parametrize("budget", ["steps", "target"])
+@pytest.mark.parametrize("interruption", ["SIGKILL", "SIGUSR1 mid-epoch"])
+def test_a_pack_interrupted_mid_budget_resumes_to_the_rows_and_measures_of_an_uninterrupted_one(
+    mnist1d_root, tmp_path, monkeypatch, interruption, budget
+):
+    learner = "stacked" if budget == "steps" else "serial"
+    runs = pack(mnist1d_root, lrs=(0.02, 0.2), learner=learner, model="cnn1d", batch_size=32, **BUDGETS[budget])
+    reference = bslr.train.train_pack(runs)
+    path, outputs = tmp_path / "pack.pt", [str(tmp_path / f"run{index}.parquet") for index in range(2)]
+    if interruption == "SIGKILL":
+        command = [sys.executable, "-m", "bslr", "train", "--settings", json.dumps(runs), "--output", *outputs]
+        process = subprocess.Popen([*command, "--checkpoint", str(path)], stdout=subprocess.DEVNULL)
+        wait_for(path, process)
+        process.kill()
+        assert process.wait() == -signal.SIGKILL
+    else:
+        with monkeypatch.context() as patch:
+            signal_at_step(patch, 135)
+            with pytest.raises(Interrupted, match="received signal SIGUSR1 in epoch 2"):
+                bslr.train.train_pack(runs, RunOptions(checkpoint=str(path)))
+    progress = checkpoint.load(path, fingerprint(runs, learner))["progress"]
+    assert 125 <= progress["step"] < 375
+    if budget == "target":  # the run that reached its target stays ended after resuming
+        assert progress["reached"][1] is not None and progress["reached"][0] is None
+    frames = train_pack_to_files(runs, outputs, RunOptions(checkpoint=str(path)))
+    for output, frame, (expected, metadata) in zip(outputs, frames, reference, strict=True):
+        resumed = read_run(output)[1]
+        assert resumed["resumed"] == "true" and resumed["reached_target"] == metadata["reached_target"]
+        pd.testing.assert_frame_equal(frame.drop(columns="seconds"), expected.drop(columns="seconds"), check_exact=True)
+    if budget == "target":
+        assert [read_run(output)[1]["reached_target"] for output in outputs] == ["false", "true"]
 
 
 def fingerprint(runs: list[dict], learner: str) -> str:

@@ -1,6 +1,7 @@
 """The training core: one loop for a pack of K >= 1 runs; a single run is a pack of one."""
 
 import json
+import math
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -9,7 +10,7 @@ import pytest
 from bslr.config import validate_config
 from bslr.errors import ConfigError
 from bslr.plan import Run
-from bslr.storage import RUN_COLUMNS, read_run
+from bslr.storage import MEASURE_COLUMNS, RUN_COLUMNS, read_run
 from bslr.train import RunOptions, train_pack, train_pack_to_files
 from conftest import tiny_config
 
@@ -21,6 +22,8 @@ def settings(root, model="cnn1d", batch_size=64, lr=0.1, seed=3, **overrides) ->
     from bslr.config import run_settings
 
     raw = tiny_config(models=[model], epochs=overrides.pop("epochs", 2), device="cpu", **overrides)
+    if raw["experiments"]["tiny"]["epochs"] is None:  # a step budget
+        del raw["experiments"]["tiny"]["epochs"]
     raw["data"] = {"root": str(root)}
     return run_settings(validate_config(raw), Run("tiny", model, "mnist1d", batch_size, lr, seed))
 
@@ -129,3 +132,76 @@ def test_missing_data_names_the_file_and_the_fix(tmp_path):
 
     with pytest.raises(DataError, match=r"mnist1d\.npz is missing; generate it with `bslr prepare-data"):
         train_one(settings(tmp_path))
+
+
+def test_evaluating_more_often_changes_no_step_and_a_step_budget_ends_mid_epoch(mnist1d_root):
+    """MLP, batch size 64: 62 steps an epoch. Evaluations draw nothing from the training's random streams."""
+    by_epoch, _ = train_one(settings(mnist1d_root, model="mlp", batch_size=64))
+    often, _ = train_one(settings(mnist1d_root, model="mlp", batch_size=64, evaluation={"every": 31, "unit": "steps"}))
+    assert often["step"].tolist() == [31, 62, 93, 124] and often["epoch"].tolist() == [1, 1, 2, 2]
+    at_epoch_ends = often[often["step"] % 62 == 0].reset_index(drop=True)
+    pd.testing.assert_frame_equal(at_epoch_ends[METRICS], by_epoch[METRICS], check_exact=True)
+    frame, metadata = train_one(settings(mnist1d_root, model="mlp", batch_size=64, epochs=None, budget={"steps": 100}))
+    assert frame["step"].tolist() == [62, 100] and frame["epoch"].tolist() == [1, 2]
+    assert frame["samples_seen"].tolist() == [62 * 64, 100 * 64]
+    pd.testing.assert_frame_equal(frame[METRICS].iloc[:1], by_epoch[METRICS].iloc[:1], check_exact=True)
+    assert metadata["budget"] == "steps" and json.loads(metadata["budget_steps"]) == 100
+    assert json.loads(metadata["reached_target"]) is None  # no target: neither reached nor censored
+    for batch_size in (16, 256):  # 250 and 15 steps an epoch: the same 100 steps
+        frame, _ = train_one(
+            settings(mnist1d_root, model="mlp", batch_size=batch_size, epochs=None, budget={"steps": 100})
+        )
+        assert frame["step"].iloc[-1] == 100 and frame["epoch"].iloc[-1] == math.ceil(100 / (4000 // batch_size))
+
+
+@pytest.mark.parametrize("learner", ["serial", "stacked"])
+def test_a_run_stops_at_its_target_and_one_that_never_reaches_it_is_censored(mnist1d_root, learner):
+    """lr 0.2 reaches a training loss of 1.7 at step 100 of 186; lr 0.01 stays above 2.2."""
+    target = {"target": {"metric": "train_loss", "value": 1.7}}
+    runs = pack(
+        mnist1d_root,
+        lrs=(0.01, 0.2),
+        learner=learner,
+        model="mlp",
+        batch_size=64,
+        epochs=3,
+        budget=target,
+        evaluation={"every": 20, "unit": "steps"},
+    )
+    (slow, slow_metadata), (fast, fast_metadata) = train_pack(runs)
+    assert (
+        fast_metadata["reached_target"] == "true" and json.loads(fast_metadata["target_step"]) == fast["step"].iloc[-1]
+    )
+    assert fast["train_loss"].iloc[-1] <= 1.7 < fast["train_loss"].iloc[-2]  # the first evaluation that reached it
+    assert slow_metadata["reached_target"] == "false" and json.loads(slow_metadata["target_step"]) is None
+    assert slow["step"].iloc[-1] == 3 * 62 and (slow["train_loss"] > 1.7).all()  # trained to its maximum
+    if learner == "serial":  # each run ends exactly as it would alone
+        for frame, run in zip((slow, fast), runs, strict=True):
+            pd.testing.assert_frame_equal(frame[METRICS], train_one(run)[0][METRICS], check_exact=True)
+
+
+ALL_MEASURES = list(MEASURE_COLUMNS)
+MEASURED = [column for columns in MEASURE_COLUMNS.values() for column in columns]
+
+
+def test_measures_are_taken_at_the_asked_epochs_and_the_end_and_a_serial_pack_measures_as_alone(mnist1d_root):
+    measurement = {
+        "subset": 100,
+        "probes": 4,
+        "iterations": 3,
+        "window": {"length": 1, "unit": "epochs"},
+        "epochs": [1],
+    }
+    runs = pack(mnist1d_root, lrs=(0.05, 0.2), model="mlp", batch_size=64, epochs=3, measures=ALL_MEASURES)
+    runs = [dict(run, measurement=measurement) for run in runs]
+    for (frame, _), run in zip(train_pack(runs), runs, strict=True):
+        assert list(frame.columns) == RUN_COLUMNS + MEASURED
+        measured = frame[frame["epoch"] != 2]
+        assert frame.loc[frame["epoch"] == 2, MEASURED].isna().all(axis=None)  # not asked for
+        defined = [column for column in MEASURED if column not in ("noise_scale", "noise_scale_se")]  # may be NaN
+        assert measured[defined].notna().all(axis=None) and measured["epoch"].tolist() == [1, 3]
+        # a window of one epoch, 62 steps, in 5 blocks of 13: steps 1-62 at step 62; blocks 11-15 (131-186) at 186
+        assert measured["fluctuation_steps"].tolist() == [62, 56]
+        assert (measured["hessian_trace_se"] > 0).all() and (measured["weight_norm"] > 0).all()
+        alone, _ = train_one(run)
+        pd.testing.assert_frame_equal(frame.drop(columns="seconds"), alone.drop(columns="seconds"), check_exact=True)

@@ -2,31 +2,42 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bslr.storage import read_run, run_settings_of
+from bslr.budget import budget_kind
+from bslr.storage import MEASURE_COLUMNS, read_run, run_settings_of
 
 KEYS = ["experiment", "model", "dataset", "batch_size", "lr", "seed"]
-RUNS_COLUMNS = KEYS + [
-    "ratio",
-    "epochs",
-    "final_test_acc",
-    "best_test_acc",
-    "final_train_acc",
-    "final_test_loss",
-    "final_train_loss",
-    "gap",
-    "diverged",
-]
+# The measures' columns: their values at the end of the run (NaN where not measured, or diverged).
+MEASURES = [column for columns in MEASURE_COLUMNS.values() for column in columns]
+RUNS_COLUMNS = (
+    KEYS
+    + [
+        "ratio",
+        "epochs",
+        "final_test_acc",
+        "best_test_acc",
+        "final_train_acc",
+        "final_test_loss",
+        "final_train_loss",
+        "gap",
+        "diverged",
+    ]
+    + ["budget", "steps", "reached_target", "target_step"]
+    + MEASURES
+)
 
 
-def summarise(epochs: pd.DataFrame, settings: dict, diverged: bool) -> dict:
-    """One row of runs.parquet: the run's keys and its final and best metrics."""
-    last = epochs.iloc[-1]
+def summarise(epochs: pd.DataFrame, settings: dict, diverged: bool, metadata: dict[str, str] | None = None) -> dict:
+    """One row of runs.parquet: the run's keys, its final and best metrics, its budget and how it ended
+    (`reached_target`: null without a target, false for a censored run), and its final measures."""
+    last, metadata = epochs.iloc[-1], metadata or {}
+    reached, target_step = (json.loads(metadata.get(key, "null")) for key in ("reached_target", "target_step"))
     return {
         **{key: settings[key] for key in KEYS},
         "ratio": settings["batch_size"] / settings["lr"],
@@ -38,6 +49,11 @@ def summarise(epochs: pd.DataFrame, settings: dict, diverged: bool) -> dict:
         "final_train_loss": float(last["train_loss"]),
         "gap": float(last["train_acc"] - last["test_acc"]),
         "diverged": diverged or not np.isfinite(last["train_loss"]),
+        "budget": budget_kind(settings),
+        "steps": int(last["step"]),
+        "reached_target": pd.NA if reached is None else reached,
+        "target_step": pd.NA if target_step is None else target_step,
+        **{column: float(last[column]) if column in last else np.nan for column in MEASURES},
     }
 
 
@@ -47,10 +63,11 @@ def aggregate(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     for path in paths:
         epochs, metadata = read_run(path)
         settings = run_settings_of(metadata)
-        run_rows.append(summarise(epochs, settings, metadata.get("diverged") == "true"))
+        run_rows.append(summarise(epochs, settings, metadata.get("diverged") == "true", metadata))
         keyed = epochs.assign(**{key: settings[key] for key in KEYS if key not in epochs})
         epoch_frames.append(keyed)
     runs = pd.DataFrame(run_rows, columns=RUNS_COLUMNS).sort_values(KEYS, ignore_index=True)
+    runs = runs.astype({"reached_target": "boolean", "target_step": "Int64"})
     epochs = pd.concat(epoch_frames, ignore_index=True) if epoch_frames else pd.DataFrame(columns=KEYS + ["epoch"])
     epoch_columns = KEYS + [column for column in epochs.columns if column not in KEYS]
     epochs = epochs[epoch_columns].sort_values(KEYS + ["epoch"], ignore_index=True)

@@ -21,7 +21,7 @@ import torch
 
 from bslr.storage import atomic_path
 
-FORMAT = 2  # 2: a pack's learner state, per-run rows and divergence (1: one model and optimizer)
+FORMAT = 3  # 3: the pack's progress in steps, and the measures' state (2: whole epochs; 1: one model)
 
 
 def settings_hash(settings: dict[str, Any]) -> str:

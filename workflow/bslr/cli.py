@@ -112,7 +112,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     frames = train_pack_to_files(runs, args.output, options)
     for frame, output in zip(frames, args.output, strict=True):
         last = frame.iloc[-1]
-        print(f"wrote {output}: {len(frame)} epochs, final test accuracy {last['test_acc']:.4f}")
+        print(
+            f"wrote {output}: {len(frame)} evaluations, {int(last['step'])} steps, final test accuracy "
+            f"{last['test_acc']:.4f}"
+        )
 
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
@@ -158,7 +161,15 @@ def cmd_stats(args: argparse.Namespace) -> None:
     write_csv(analysis.correlations, outputs["csv"])
     write_table(analysis.correlations, outputs["parquet"])
     write_text(tables.markdown_table(analysis, args.alpha), outputs["markdown"])
-    for name in ("granulated_kendall", "iso_ratio", "regression", "stratified", "divergence", "headline"):
+    for name in (
+        "granulated_kendall",
+        "iso_ratio",
+        "regression",
+        "stratified",
+        "divergence",
+        "headline",
+        "measure_slopes",
+    ):
         write_csv(getattr(analysis, name), outputs[name])
     markdown, latex = tables.paper_tables(analysis, args.alpha)
     write_text(markdown, outputs["tables_markdown"])
@@ -187,11 +198,13 @@ def cmd_figure(args: argparse.Namespace) -> None:
 
     import pandas as pd
 
-    from bslr.figures import EXPERIMENT_FIGURES, FIGURES, draw
+    from bslr.figures import EXPERIMENT_FIGURES, FIGURES, MEASURE_FIGURES, STUDY_FIGURES, draw
 
-    if args.name not in FIGURES and args.name not in EXPERIMENT_FIGURES:
-        known = ", ".join(sorted({*FIGURES, *EXPERIMENT_FIGURES}))
-        raise ConfigError(f"unknown figure {args.name!r}; known figures: {known}")
+    known = {*FIGURES, *EXPERIMENT_FIGURES, *MEASURE_FIGURES, *STUDY_FIGURES}
+    if args.name not in known:
+        raise ConfigError(f"unknown figure {args.name!r}; known figures: {', '.join(sorted(known))}")
+    if args.experiment is None and args.name not in STUDY_FIGURES:
+        raise ConfigError(f"figure {args.name} needs --experiment")
     tables = {
         table: pd.read_csv(path) if path.endswith(".csv") else pd.read_parquet(path)
         for table, path in figure_tables(args.name, args.input).items()
@@ -293,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TABLE=PATH",
         help="each table the figure reads (bslr.plan.FIGURE_TABLES): runs, epochs, correlations, iso_ratio",
     )
-    command.add_argument("--experiment", required=True)
+    command.add_argument("--experiment", help="the experiment (omit for the figures of every experiment: budgets)")
     command.add_argument("--dataset", help="with --model: one scenario (omit both for experiment figures)")
     command.add_argument("--model")
     command.add_argument(

@@ -8,6 +8,7 @@ imports this module (see `bslr.plan`).
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import json
 import math
@@ -49,6 +50,12 @@ RENAMED_KEYS = {
 }
 
 GRID_KEYS = ("models", "datasets", "batch_sizes", "learning_rates", "seeds", "epochs")
+
+# Protocol keys added after runs were first recorded: a run's settings carry them only where they differ
+# from their defaults (and `measurement` only with measures on), so that the settings of a config written
+# before them stay what they were and Snakemake re-trains none of its runs. `with_protocol_defaults` puts
+# them back for the code that trains.
+DEFAULTED_PROTOCOL_KEYS = ("budget", "evaluation", "measures", "measurement")
 
 
 def format_lr(lr: float) -> str:
@@ -175,6 +182,43 @@ def expand_values(value: Any, key: str, integer: bool) -> list:
     return [int(v) if integer else float(v) for v in values]
 
 
+@functools.cache
+def _protocol_defaults() -> str:
+    schema = load_schema()
+    training: dict[str, Any] = {}
+    fill_defaults(training, schema["$defs"]["training"], schema)
+    return json.dumps({key: training[key] for key in DEFAULTED_PROTOCOL_KEYS})
+
+
+def with_protocol_defaults(settings: dict[str, Any]) -> dict[str, Any]:
+    """A run's settings with the keys of DEFAULTED_PROTOCOL_KEYS it leaves out at their defaults."""
+    return {**json.loads(_protocol_defaults()), **settings}
+
+
+def check_budget(name: str, experiment: dict[str, Any], training: dict[str, Any]) -> None:
+    """Exactly one length per experiment (`epochs` or `budget.steps`); an accuracy target is a fraction."""
+    budget, where = training["budget"], f"experiments.{name}"
+    if budget["steps"] is None and "epochs" not in experiment:
+        raise ConfigError(
+            f"config key {where}.epochs is missing: give the number of epochs of every run, or a number of SGD "
+            "steps in budget.steps"
+        )
+    if budget["steps"] is not None and "epochs" in experiment:
+        raise ConfigError(
+            f"config key {where} gives both epochs ({experiment['epochs']}) and budget.steps ({budget['steps']}); "
+            "keep one: epochs for the same epochs per run, budget.steps for the same steps"
+        )
+    target = budget["target"]
+    if target is not None and target["metric"] == "train_acc" and target["value"] > 1:
+        raise ConfigError(f"config key {where} budget.target.value = {target['value']}: accuracies are fractions")
+    if training["measures"] and training["measurement"]["epochs"]:
+        late = [epoch for epoch in training["measurement"]["epochs"] if epoch > experiment.get("epochs", epoch)]
+        if late:
+            raise ConfigError(
+                f"config key {where} measurement.epochs {late} lie beyond the {experiment['epochs']} epochs of its runs"
+            )
+
+
 def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
     """Return a validated copy of `config` with defaults filled and ranges expanded into lists.
 
@@ -209,6 +253,7 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
                     f"config key {prefix}: model {model} cannot take {dataset} inputs of shape "
                     f"{DATASETS[dataset].input_shape}; put them in separate experiments"
                 )
+        check_budget(name, experiment, training_settings(config, name))
         experiment["batch_sizes"] = expand_values(experiment["batch_sizes"], f"{prefix}.batch_sizes", True)
         experiment["learning_rates"] = expand_values(experiment["learning_rates"], f"{prefix}.learning_rates", False)
         for dataset in experiment["datasets"]:
@@ -238,6 +283,11 @@ def run_settings(config: dict[str, Any], run: Any) -> dict[str, Any]:
     """
     training = training_settings(config, run.experiment)
     settings = {k: v for k, v in training.items() if k not in NON_PROTOCOL_KEYS}
+    defaults = with_protocol_defaults({})
+    for key in DEFAULTED_PROTOCOL_KEYS:
+        if settings[key] == defaults[key] or (key == "measurement" and not training["measures"]):
+            del settings[key]
+    epochs = config["experiments"][run.experiment].get("epochs")
     settings.update(
         learner=training["pack"]["learner"],
         experiment=run.experiment,
@@ -246,9 +296,9 @@ def run_settings(config: dict[str, Any], run: Any) -> dict[str, Any]:
         batch_size=run.batch_size,
         lr=run.lr,
         seed=run.seed,
-        epochs=config["experiments"][run.experiment]["epochs"],
         data_root=config["data"]["root"],
         download=config["data"]["download"],
+        **({} if epochs is None else {"epochs": epochs}),
     )
     return dict(sorted(settings.items()))
 
@@ -275,8 +325,14 @@ def job_resources(config: dict[str, Any], experiment: str, model: str, dataset: 
     (see docs/performance.md). A serial pack takes its runs' time one after another; a stacked pack is
     given half of that (its runs share each batched kernel), never less than one run's.
     """
+    from bslr.budget import Budget
+
     settings = training_settings(config, experiment)
-    epochs = config["experiments"][experiment]["epochs"]
+    spec = config["experiments"][experiment]
+    epochs = max(  # the most epochs any of the experiment's batch sizes may take
+        Budget.of({**settings, "epochs": spec.get("epochs"), "batch_size": size}, DATASETS[dataset].train_size).epochs
+        for size in spec["batch_sizes"]
+    )
     wants_gpu = dataset != "mnist1d" and settings["device"] != "cpu"
     per_run = epochs * MINUTES_PER_EPOCH[dataset] * MODEL_COST.get(model, 1.0) * 1.5
     share = max(1.0, runs / 2) if resolve_learner(settings["pack"]["learner"], runs) == "stacked" else runs

@@ -110,6 +110,11 @@ class MemoryData:
     def size(self, split: str) -> int:
         return len(self.x_train if split == "train" else self.x_test)
 
+    def examples(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training examples `indices` as evaluation sees them (normalised, never augmented)."""
+        indices = indices.to(self.x_train.device)
+        return self.prepare(self.x_train[indices]), self.y_train[indices]
+
 
 @dataclass
 class LoaderData:
@@ -148,6 +153,12 @@ class LoaderData:
 
     def size(self, split: str) -> int:
         return len(self.train_eval_set if split == "train" else self.test_set)
+
+    def examples(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training examples `indices` as evaluation sees them (the evaluation transforms)."""
+        items = [self.train_eval_set[int(index)] for index in indices]
+        images = torch.stack([image for image, _ in items]).to(self.device)
+        return images, torch.tensor([label for _, label in items], device=self.device)
 
 
 def missing(spec: DatasetSpec, root: str | Path, error: Exception) -> DataError:

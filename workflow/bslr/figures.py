@@ -850,11 +850,12 @@ EXPERIMENT_FIGURES: dict[str, Callable[[Tables, Settings], tuple[Figure, pd.Data
 
 
 def select(tables: Tables, scenario: tuple[str, str | None, str | None]) -> Tables:
-    """Each table's rows of one experiment, or of one (experiment, dataset, model)."""
+    """Each table's rows of one experiment, or of one (experiment, dataset, model); every row where the
+    experiment is None (the figures of every experiment, `STUDY_FIGURES`)."""
     experiment, dataset, model = scenario
     selected = {}
     for name, table in tables.items():
-        rows = table[table["experiment"] == experiment]
+        rows = table if experiment is None else table[table["experiment"] == experiment]
         if dataset is not None:
             rows = rows[(rows["dataset"] == dataset) & (rows["model"] == model)]
         if rows.empty:
@@ -868,7 +869,7 @@ def render(
 ) -> tuple[Figure, pd.DataFrame]:
     """Figure `name` of one experiment or scenario, laid out at its printed size, and its source data."""
     apply_style()
-    function = FIGURES.get(name) or EXPERIMENT_FIGURES[name]
+    function = {**FIGURES, **EXPERIMENT_FIGURES, **MEASURE_FIGURES, **STUDY_FIGURES}[name]
     figure, source = function(select(tables, scenario), settings)
     fit_tick_labels(figure)
     figure.canvas.draw()
@@ -886,3 +887,117 @@ def draw(
     """Draw figure `name` to outputs["pdf"], outputs["png"] and its source data to outputs["csv"]."""
     figure, source = render(name, tables, scenario, settings)
     save(figure, source, outputs["pdf"], outputs["png"], outputs["csv"], settings["dpi"])
+
+
+# --- budgets and measures (issue 14) ------------------------------------------------------------------------
+
+MEASURE_LABELS = {
+    "hessian_trace": "Hessian trace",
+    "hessian_top": "top Hessian eigenvalue",
+    "covariance_trace": "gradient covariance trace",
+    "noise_scale": "gradient noise scale",
+    "fluctuation": "weight fluctuation",
+    "fluctuation_local": "fluctuation, running mean",
+    "weight_norm": "weight norm",
+    "init_distance": "distance from initialisation",
+}
+
+
+def log_y_axis(axes: Axes) -> None:
+    """A log y axis labelled with plain numbers at 1-2-5 steps (every digit where that leaves fewer than two)."""
+    low, high = axes.get_ylim()
+    exponents = range(int(np.floor(np.log10(low))), int(np.ceil(np.log10(high))) + 1)
+    for steps in ((1,), (1, 2, 5), tuple(range(1, 10))):
+        ticks = [step * 10.0**exponent for exponent in exponents for step in steps]
+        ticks = [tick for tick in ticks if low <= tick <= high]
+        if len(ticks) >= 2:
+            break
+    axes.yaxis.set_major_locator(FixedLocator(ticks))
+    axes.yaxis.set_major_formatter(Plain())
+    axes.yaxis.set_minor_formatter(NullFormatter())
+
+
+def measures_vs_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]:
+    """Each measured quantity of one scenario against batch size / learning rate, log-log, over cells (seed
+    means, censored runs left out as the statistics leave them), with the power law the statistics fitted
+    (`measure_slopes.csv`) as a line through the cells' centre of logs, its exponent in lr/B printed."""
+    runs = stats.without_censored(tables["runs"])
+    slopes = tables["measure_slopes"].set_index("measure")
+    dataset, model = runs["dataset"].iloc[0], runs["model"].iloc[0]
+    measured = [name for name in MEASURE_LABELS if name in slopes.index and np.isfinite(slopes.loc[name, "slope"])]
+    figure, grid = panel_grid(max(len(measured), 1), settings, columns=3)
+    key = Key.of(runs["batch_size"], settings["palette"], "batch_size")
+    sources = []
+    for index, (axes, name) in enumerate(zip(grid.flat, measured, strict=False)):
+        cells = grid_cells(runs, name, settings["diverged"])
+        shown = cells[cells[name] > 0]
+        axes.scatter(
+            shown["ratio"], shown[name], c=[key.colour(b) for b in shown["batch_size"]], s=5, linewidths=0, zorder=3
+        )
+        fit = slopes.loc[name]
+        centre_x, centre_y = np.log(shown["ratio"]).mean(), np.log(shown[name]).mean()
+        ratios = np.geomspace(shown["ratio"].min(), shown["ratio"].max(), 20)
+        axes.plot(ratios, np.exp(centre_y - fit["slope"] * (np.log(ratios) - centre_x)), color="black", lw=0.6)
+        axes.set_xscale("log")
+        axes.set_yscale("log")
+        axes.set_xlim(cells["ratio"].min() / 1.15, cells["ratio"].max() * 1.15)
+        ratio_axis(axes)
+        log_y_axis(axes)
+        axes.set(xlabel=LABELS["ratio"] if index >= len(measured) - 3 else "")
+        exponent = f"{NUMBERS.number(fit['slope'], 2)} {NUMBERS.interval(fit['slope_low'], fit['slope_high'])}"
+        panel_title(axes, index, MEASURE_LABELS[name], f"lr/B exponent {exponent}")
+        printed = {f"printed_{column}": fit[column] for column in ("slope", "slope_low", "slope_high", "p_predicted")}
+        source = cells.rename(columns={name: "value", f"{name}_sd": "value_sd"}).assign(measure=name, **printed)
+        sources.append(source)
+    if not measured:
+        grid.flat[0].text(0.5, 0.5, "nothing measured", ha="center", va="center", transform=grid.flat[0].transAxes)
+    figure.suptitle(f"{scenario_title(model, dataset)}: the measures against the ratio", fontsize=TEXT_SIZE)
+    key.draw(figure, list(grid.flat[: max(len(measured), 1)]), fraction=0.03, pad=0.01)
+    return figure, pd.concat(sources, ignore_index=True) if sources else pd.DataFrame()
+
+
+MEASURE_FIGURES: dict[str, Callable[[Tables, Settings], tuple[Figure, pd.DataFrame]]] = {
+    "measures_vs_ratio": measures_vs_ratio
+}
+
+
+def budgets(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]:
+    """The scenarios two experiments share, under each experiment's budget side by side: a column per
+    experiment, a row per scenario and outcome, every cell against the ratio with the statistics' ratio test
+    (primary method). Censored runs (their target not reached) are not results, as in the statistics."""
+    runs, correlations = stats.without_censored(tables["runs"]), tables["correlations"]
+    shared = runs.groupby(["dataset", "model"])["experiment"].nunique()
+    scenarios = sorted(shared[shared > 1].index)
+    experiments = sorted(runs["experiment"].unique())
+    rows = [(scenario, outcome) for scenario in scenarios for outcome in settings["outcomes"]]
+    figure, grid = plt.subplots(
+        len(rows),
+        len(experiments),
+        figsize=(settings["width"], settings["row_height"] * len(rows) + 0.5),
+        squeeze=False,
+        sharex=True,
+        layout="constrained",
+    )
+    key = Key.of(runs["batch_size"], settings["palette"], "batch_size")
+    sources = []
+    for row, ((dataset, model), outcome) in enumerate(rows):  # each panel its own y range: budgets differ
+        for column, experiment in enumerate(experiments):
+            axes = grid[row, column]
+            members = runs[(runs["experiment"] == experiment) & (runs["dataset"] == dataset) & (runs["model"] == model)]
+            test = correlation_row(correlations[correlations["experiment"] == experiment], dataset, model, outcome)
+            cells = grid_cells(members, outcome, settings["diverged"]) if len(members) else pd.DataFrame()
+            if len(cells):
+                scatter_ratio(axes, cells, outcome, key)
+                sources.append(
+                    with_statistic(cells, test).rename(columns={outcome: "value", f"{outcome}_sd": "value_sd"})
+                )
+                sources[-1] = sources[-1].assign(outcome=outcome)
+            heading = f"{experiment} ({members['budget'].iloc[0]} budget)" if row == 0 and len(members) else ""
+            panel_title(axes, row * len(experiments) + column, heading, statistic_text(test, named=False))
+            axes.set(xlabel=LABELS["ratio"] if row == len(rows) - 1 else "")
+        grid[row, 0].set_ylabel(f"{scenario_title(model, dataset)}\n{LABELS[outcome]}")
+    key.draw(figure, grid, fraction=0.03, pad=0.01)
+    return figure, pd.concat(sources, ignore_index=True) if sources else pd.DataFrame()
+
+
+STUDY_FIGURES: dict[str, Callable[[Tables, Settings], tuple[Figure, pd.DataFrame]]] = {"budgets": budgets}

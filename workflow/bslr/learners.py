@@ -16,6 +16,7 @@ active one on a shared batch, evaluates them on a split, and saves and loads its
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
@@ -27,17 +28,26 @@ from bslr.engine import Engine, autocast, prepare_model, sgd, to_layout
 
 LEARNERS = ("serial", "stacked")
 
+Weights = dict[str, torch.Tensor]
+
 
 class Learner(Protocol):
     """What the training loop asks of a pack's models."""
 
-    active: list[bool]  # False once a run has diverged: it is no longer stepped nor evaluated
+    active: list[bool]  # False once a run has ended (diverged, or reached its target): no longer stepped nor evaluated
 
     def step(self, inputs: torch.Tensor, labels: torch.Tensor) -> None:
         """One SGD step of every active model on the same batch."""
 
     def evaluate(self, data: MemoryData | LoaderData, split: str, batch_size: int) -> list[tuple[float, float]]:
         """Each model's mean cross-entropy and accuracy over a whole split (NaN for inactive ones)."""
+
+    def functional(self, index: int) -> tuple[Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor], Weights]:
+        """Model `index` as a pure function of its weights (in eval mode, with its own buffers), and its weights
+        (detached): what torch.func differentiates to measure it (`bslr.measures`)."""
+
+    def flat_weights(self) -> torch.Tensor:
+        """Every model's weights as one row of a (K, number of weights) tensor, in parameter order."""
 
     def state(self) -> dict[str, Any]:
         """Tensors and plain containers only: checkpoints are read with `weights_only=True`."""
@@ -112,6 +122,20 @@ class SerialLearner:
                         logits = model(inputs).float()
                     _accumulate(totals[index : index + 1], counts[index : index + 1], logits[None], labels)
         return _means(totals, counts, data.size(split), self.active)
+
+    def functional(self, index: int) -> tuple[Callable[[Weights, torch.Tensor], torch.Tensor], Weights]:
+        model = self.models[index].eval()
+        buffers = dict(model.named_buffers())
+
+        def logits(weights: Weights, inputs: torch.Tensor) -> torch.Tensor:
+            return functional_call(model, (weights, buffers), (to_layout(inputs, self.engine),))
+
+        return logits, {name: weight.detach() for name, weight in model.named_parameters()}
+
+    def flat_weights(self) -> torch.Tensor:
+        return torch.stack(
+            [torch.cat([weight.detach().reshape(-1) for weight in model.parameters()]) for model in self.models]
+        )
 
     def state(self) -> dict[str, Any]:
         return {
@@ -192,6 +216,18 @@ class StackedLearner:
                 logits = self.logits(self.params, self.buffers, to_layout(inputs, self.engine)).float()
             _accumulate(totals, counts, logits, labels)
         return _means(totals, counts, data.size(split), self.active)
+
+    def functional(self, index: int) -> tuple[Callable[[Weights, torch.Tensor], torch.Tensor], Weights]:
+        skeleton = self.skeleton.eval()
+        buffers = {name: tensor[index] for name, tensor in self.buffers.items()}
+
+        def logits(weights: Weights, inputs: torch.Tensor) -> torch.Tensor:
+            return functional_call(skeleton, (weights, buffers), (to_layout(inputs, self.engine),))
+
+        return logits, {name: tensor[index].detach() for name, tensor in self.params.items()}
+
+    def flat_weights(self) -> torch.Tensor:
+        return torch.cat([tensor.detach().reshape(len(self.active), -1) for tensor in self.params.values()], dim=1)
 
     def state(self) -> dict[str, Any]:
         return {

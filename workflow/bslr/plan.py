@@ -35,6 +35,8 @@ SCENARIO_FIGURE_LOG = "logs/figures/{experiment}/{dataset}/{model}/{name}.log"
 EXPERIMENT_FIGURE = "results/figures/{experiment}/{name}.{extension}"
 EXPERIMENT_FIGURE_LOG = "logs/figures/{experiment}/{name}.log"
 FIGURES_DIR = SCENARIO_FIGURE[: SCENARIO_FIGURE.index("{")]  # where every figure goes, for messages
+STUDY_FIGURE = "results/figures/{name}.{extension}"
+STUDY_FIGURE_LOG = "logs/figures/{name}.log"
 
 # What the stats rule writes, by the names of its outputs (`bslr stats --output NAME=PATH`).
 STATS_OUTPUTS = {
@@ -47,6 +49,7 @@ STATS_OUTPUTS = {
     "regression": "results/stats/regression.csv",
     "stratified": "results/stats/stratified.csv",
     "divergence": "results/stats/divergence.csv",
+    "measure_slopes": "results/stats/measure_slopes.csv",
     "tables_markdown": "results/tables/correlations.md",
     "tables_latex": "results/tables/correlations.tex",
     "tables_html": "results/tables/correlations.html",
@@ -97,6 +100,18 @@ FIGURE_TITLES = {
 FIGURE_ANALYSIS_KEYS = {name: ("diverged",) for name in FIGURE_TABLES if "runs" in FIGURE_TABLES[name]}
 FIGURE_ANALYSIS_KEYS["group_correlations"] = ("alpha",)
 FIGURE_EXTENSIONS = ("pdf", "png", "csv")  # the figure, and the data it draws for readers who re-plot
+
+# Figures of budgets and measures (issue 14), apart from the paper's: drawn only where there is something to
+# draw. `measures_vs_ratio`, per scenario of an experiment with `training.measures`; `budgets`, once for the
+# config, where two experiments share a scenario under different budgets (`Plan.compares_budgets`).
+MEASURED_FIGURES = ("measures_vs_ratio",)
+STUDY_FIGURES = ("budgets",)
+FIGURE_TABLES |= {"measures_vs_ratio": ("runs", "measure_slopes"), "budgets": ("runs", "correlations")}
+FIGURE_TITLES |= {
+    "measures_vs_ratio": "The theory's quantities against batch size / learning rate",
+    "budgets": "Outcomes against the ratio under each budget",
+}
+FIGURE_ANALYSIS_KEYS |= {name: ("diverged",) for name in (*MEASURED_FIGURES, *STUDY_FIGURES)}
 
 RUN_PATTERN = re.compile(
     r"(?:.*/)?results/runs/(?P<experiment>[^/]+)/(?P<dataset>[^/]+)/(?P<model>[^/]+)/"
@@ -330,16 +345,27 @@ class Plan:
     def run_files(self) -> list[str]:
         return [run.path for run in self.runs]
 
+    def compares_budgets(self) -> bool:
+        """Whether two experiments share a (data set, model) under different budgets (epochs or `budget`)."""
+        budgets: dict[tuple[str, str], set[str]] = {}
+        for experiment, dataset, model in scenarios(self.config):
+            length = self.config["experiments"][experiment].get("epochs")
+            budget = json.dumps([length, self.training(experiment)["budget"]], sort_keys=True)
+            budgets.setdefault((dataset, model), set()).add(budget)
+        return any(len(found) > 1 for found in budgets.values())
+
     def figure_settings(self, name: str) -> dict[str, Any]:
         """A figure's settings (`figures.<name>`) with the `analysis` settings it applies as the tables do."""
         analysis = {key: self.config["analysis"][key] for key in FIGURE_ANALYSIS_KEYS.get(name, ())}
         return {**self.config["figures"][name], **analysis}
 
     def figure_files(self) -> list[str]:
-        """Every figure of every scenario and experiment: PDF, PNG and its source data."""
+        """Every figure of every scenario and experiment: PDF, PNG and its source data (the measures' only
+        where measured, the budgets' only where `compares_budgets`)."""
         files = []
         for experiment, dataset, model in scenarios(self.config):
-            for name in SCENARIO_FIGURES:
+            measured = MEASURED_FIGURES if self.training(experiment)["measures"] else ()
+            for name in (*SCENARIO_FIGURES, *measured):
                 for extension in FIGURE_EXTENSIONS:
                     files.append(
                         SCENARIO_FIGURE.format(
@@ -350,4 +376,8 @@ class Plan:
             for name in EXPERIMENT_FIGURES:
                 for extension in FIGURE_EXTENSIONS:
                     files.append(EXPERIMENT_FIGURE.format(experiment=experiment, name=name, extension=extension))
+        if self.compares_budgets():
+            files += [
+                STUDY_FIGURE.format(name=name, extension=ext) for name in STUDY_FIGURES for ext in FIGURE_EXTENSIONS
+            ]
         return files

@@ -24,6 +24,9 @@ Beyond the paper:
 - one stratified permutation test per axis (`stratified_tests`), pooling the small per-group tests;
 - divergence as an outcome (`divergence_cells`, `headline`): its rate per cell and its correlation with
   the ratio, and the primary ratio test under both divergence policies;
+- the theory's measures (`training.measures`) as outcomes, and the power law of each against learning
+  rate / batch size (`measure_slopes`: the fluctuation's exponent is predicted to be 1);
+- censored runs (a target budget's runs that did not reach it) left out of every test (`without_censored`);
 - intervals (`add_intervals`): a BCa bootstrap over cells for the ratio rows, Fisher z for the groups,
   none below MIN_INTERVAL_N cells or at |r| = 1;
 - Holm (1979) and Benjamini-Hochberg (1995) within each family (statsmodels' multipletests);
@@ -91,6 +94,23 @@ OUTCOME_DIRECTION = {
     "final_test_loss": -1,
     "final_train_loss": -1,
 }
+# The measures (`training.measures`) as outcomes, signed like accuracy when the theory predicts they rise with
+# learning rate / batch size: the weights' fluctuation (He, Liu & Tao's Ornstein-Uhlenbeck spread, which
+# scales as that), and, inversely, the curvature and the gradient covariance (flatter, quieter minima at
+# large learning rate / batch size: Keskar et al. 2017, Jastrzebski et al. 2017). 0: no prediction.
+MEASURE_DIRECTION = {
+    "fluctuation": 1,
+    "fluctuation_local": 1,
+    "hessian_trace": -1,
+    "hessian_top": -1,
+    "covariance_trace": -1,
+    "noise_scale": 0,
+    "weight_norm": 0,
+    "init_distance": 0,
+}
+OUTCOME_DIRECTION |= MEASURE_DIRECTION
+# The log-log slope of a measure against learning rate / batch size that the theory predicts (NaN: none).
+PREDICTED_SLOPE = {"fluctuation": 1.0, "fluctuation_local": 1.0}
 
 
 @dataclass(frozen=True)
@@ -118,6 +138,23 @@ def with_diverged(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.assign(diverged=False)
 
 
+def without_censored(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs with every outcome and measure of a censored run (one that did not reach its budget's target)
+    unknown: its final metrics are not at the target, so they are left out of every test (counted in
+    `n_dropped`), never mixed in. A table without `reached_target` has no censored run."""
+    if "reached_target" not in runs:
+        return runs
+    censored = runs["reached_target"].eq(False).fillna(False).to_numpy(dtype=bool)
+    columns = [column for column in OUTCOME_DIRECTION if column in runs]
+    runs = runs.copy()
+    runs.loc[censored, columns] = np.nan
+    return runs
+
+
+def censored_count(runs: pd.DataFrame) -> int:
+    return int(runs["reached_target"].eq(False).fillna(False).sum()) if "reached_target" in runs else 0
+
+
 def check_policy(policy: str) -> None:
     if policy not in POLICIES:
         raise ConfigError(f"analysis.diverged must be include or exclude, not {policy!r}")
@@ -139,6 +176,8 @@ def cell_table(runs: pd.DataFrame, outcomes: Sequence[str], policy: str) -> pd.D
     values = runs[list(outcomes)].astype(float)
     if policy == "include":
         for outcome in outcomes:
+            if outcome in MEASURE_DIRECTION:  # a diverged run has no measure, and no worst one either
+                continue
             worst = -np.inf if OUTCOME_DIRECTION.get(outcome, 1) > 0 else np.inf
             values[outcome] = values[outcome].mask(runs["diverged"] & ~np.isfinite(values[outcome]), worst)
     keys = [runs[key] for key in CELL]
@@ -506,6 +545,64 @@ def ratio_regressions(cells: pd.DataFrame, outcomes: Sequence[str], primary: Pri
     )
 
 
+SLOPE_COLUMNS = SCENARIO + ["measure", "cells", "predicted_slope", "slope", "slope_low", "slope_high"]
+SLOPE_COLUMNS += ["p_predicted", "p_zero", "r_squared", "slope_lr", "slope_lr_low", "slope_lr_high"]
+SLOPE_COLUMNS += ["slope_batch_size", "slope_batch_size_low", "slope_batch_size_high"]
+
+
+def measure_slopes(cells: pd.DataFrame, measures: Sequence[str]) -> pd.DataFrame:
+    """Per scenario and measure, OLS of log(measure) on log(learning rate / batch size) over the cells (seed
+    means), HC3 errors and t(n - 2): the exponent of a power law, which for the fluctuation the
+    Ornstein-Uhlenbeck model predicts to be 1 (`p_predicted` tests that; `p_zero`, no dependence at all).
+    Then log(measure) on log(learning rate) and log(batch size) apart (HC3, t(n - 3)): if only the ratio
+    counts, their slopes are opposite (1 and -1 for the fluctuation). Cells with a measure <= 0 or unknown
+    are left out; none below MIN_REGRESSION_CELLS cells or with a single learning rate and batch size."""
+    import statsmodels.api as sm
+
+    rows = []
+    for (experiment, model, dataset), scenario_cells in cells.groupby(SCENARIO, sort=True):
+        for measure in measures:
+            values = scenario_cells[measure].to_numpy(dtype=float)
+            keep = np.isfinite(values) & (values > 0)
+            if not keep.any():  # not measured in this scenario
+                continue
+            members = scenario_cells[keep]
+            predicted = PREDICTED_SLOPE.get(measure, np.nan)
+            estimates = [np.nan] * 12
+            if (
+                keep.sum() >= MIN_REGRESSION_CELLS
+                and members["batch_size"].nunique() >= 2
+                and members["lr"].nunique() >= 2
+            ):
+                log_lr = np.log(members["lr"].to_numpy(dtype=float))
+                log_batch_size = np.log(members["batch_size"].to_numpy(dtype=float))
+                y = np.log(values[keep])
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    ratio = sm.OLS(y, sm.add_constant(log_lr - log_batch_size)).fit(cov_type="HC3", use_t=True)
+                    both = pd.DataFrame({"const": 1.0, "log_lr": log_lr, "log_batch_size": log_batch_size})
+                    apart = sm.OLS(y, both).fit(cov_type="HC3", use_t=True)
+                    p_predicted = (
+                        float(ratio.t_test(([0.0, 1.0], predicted)).pvalue) if np.isfinite(predicted) else np.nan
+                    )
+                low, high = ratio.conf_int(0.05)[1]
+                bounds = apart.conf_int(0.05)
+                estimates = [
+                    float(ratio.params[1]),
+                    float(low),
+                    float(high),
+                    max(p_predicted, P_FLOOR) if np.isfinite(p_predicted) else np.nan,
+                    max(float(ratio.pvalues[1]), P_FLOOR),
+                    float(ratio.rsquared),
+                    float(apart.params["log_lr"]),
+                    *map(float, bounds.loc["log_lr"]),
+                    float(apart.params["log_batch_size"]),
+                    *map(float, bounds.loc["log_batch_size"]),
+                ]
+            rows.append([experiment, model, dataset, measure, int(keep.sum()), predicted, *estimates])
+    return pd.DataFrame(rows, columns=SLOPE_COLUMNS)
+
+
 def divergence_cells(runs: pd.DataFrame) -> pd.DataFrame:
     """Divergence as an outcome: per grid cell, its runs, how many diverged and the rate (every run)."""
     runs = with_diverged(runs)
@@ -655,6 +752,7 @@ class Analysis:
     primary: Primary
     policy: str
     runs: pd.DataFrame
+    measure_slopes: pd.DataFrame
 
 
 def analyse(
@@ -677,10 +775,11 @@ def analyse(
         raise ConfigError(f"unknown outcomes {unknown}; known: {', '.join(OUTCOME_DIRECTION)}")
     outcomes = list(dict.fromkeys([*outcomes, primary.outcome]))
     methods = list(dict.fromkeys([*methods, primary.method]))
-    runs = with_diverged(runs)
+    runs = with_diverged(without_censored(runs))
     table = correlations(runs, outcomes, methods, diverged, primary)
     table = add_intervals(table, runs, resamples, seed, diverged)
     cells = cell_table(runs, outcomes, diverged)
+    measured = [name for name in MEASURE_DIRECTION if name in runs and runs[name].notna().any()]
     return Analysis(
         correlations=table,
         granulated_kendall=granulated_kendall(runs, outcomes, diverged),
@@ -692,4 +791,5 @@ def analyse(
         primary=primary,
         policy=diverged,
         runs=runs,
+        measure_slopes=measure_slopes(cell_table(runs, measured, diverged), measured),
     )

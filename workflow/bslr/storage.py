@@ -13,9 +13,38 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bslr.catalog import DATASETS
 from bslr.errors import RunFileError
 
-RUN_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "batch_size", "seconds"]
+# One row per evaluation: `epoch` is the epoch the evaluation falls in (an evaluation at its end, by default),
+# `step` the SGD steps done, `samples_seen` = step x batch size, `seconds` the wall time since the previous
+# row (training, evaluation and measures; the metadata split it up).
+RUN_COLUMNS = [
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "lr",
+    "batch_size",
+    "seconds",
+    "step",
+    "samples_seen",
+]
+
+EPOCH_ONLY_COLUMNS = 8  # the first columns, all that files written before budgets have (`read_run` adds the rest)
+
+# The columns each measure (`training.measures`) adds to the rows it is taken at (NaN on the others); a
+# per-run file has them only with its measure on. `_se`: the estimate's standard error from its own
+# sampling; `hessian_top_residual`: ||Hv - lambda v||, which bounds the distance to an eigenvalue.
+MEASURE_COLUMNS = {
+    "hessian_trace": ["hessian_trace", "hessian_trace_se"],
+    "hessian_top": ["hessian_top", "hessian_top_residual"],
+    "gradient_noise": ["covariance_trace", "covariance_trace_se", "noise_scale", "noise_scale_se"],
+    "fluctuation": ["fluctuation", "fluctuation_se", "fluctuation_local", "fluctuation_steps"],
+    "weight_norm": ["weight_norm"],
+    "init_distance": ["init_distance"],
+}
 
 
 @contextlib.contextmanager
@@ -62,11 +91,17 @@ def read_run(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
     except Exception as error:  # pyarrow raises several kinds for truncated or foreign files
         raise RunFileError(f"per-run file {path} is unreadable ({error}); {regenerate}") from error
     metadata = {key.decode(): value.decode() for key, value in (table.schema.metadata or {}).items()}
-    missing = [column for column in RUN_COLUMNS if column not in table.column_names]
+    missing = [column for column in RUN_COLUMNS[:EPOCH_ONLY_COLUMNS] if column not in table.column_names]
     if missing or "settings" not in metadata:
         what = f"columns {missing}" if missing else "the 'settings' metadata"
         raise RunFileError(f"per-run file {path} lacks {what}, so bslr did not write it; {regenerate}")
-    return table.to_pandas(), metadata
+    frame = table.to_pandas()
+    if "step" not in frame:  # written before budgets: one row per epoch, every epoch whole
+        settings = run_settings_of(metadata)
+        steps_per_epoch = DATASETS[settings["dataset"]].train_size // settings["batch_size"]
+        frame["step"] = frame["epoch"] * steps_per_epoch
+        frame["samples_seen"] = frame["step"] * settings["batch_size"]
+    return frame, metadata
 
 
 def run_settings_of(metadata: dict[str, str]) -> dict:

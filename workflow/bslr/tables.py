@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bslr.config import format_lr
-from bslr.stats import MIN_INTERVAL_N, P_FLOOR, SCENARIO, Analysis, in_scenario
+from bslr.stats import MIN_INTERVAL_N, P_FLOOR, SCENARIO, Analysis, censored_count, in_scenario
 
 METHOD_NAMES = {"pearson": "Pearson's r", "spearman": "Spearman's rho", "kendall": "Kendall's tau"}
 OUTCOME_ROLES = {"primary": "primary outcome", "sensitivity": "sensitivity"}
@@ -266,7 +266,11 @@ def diverged_note(runs: pd.DataFrame, scenario: tuple[str, str, str], policy: st
     action = (
         "cells with any diverged seed excluded from" if policy == "exclude" else "included (non-finite values worst) in"
     )
-    return f"{len(members)} runs; {count} diverged, {action} the tests (analysis.diverged: {policy})."
+    note = f"{len(members)} runs; {count} diverged, {action} the tests (analysis.diverged: {policy})."
+    censored = censored_count(members)
+    if censored:
+        note += f" {censored} censored (their budget's target not reached): left out of the tests."
+    return note
 
 
 def _scenario_label(scenario: Sequence[str]) -> str:
@@ -406,6 +410,38 @@ def stratified_table(analysis: Analysis, experiment: str, style: Style) -> list[
         "p",
     ]
     return style.table(caption, header, rows, left=3)
+
+
+def slopes_table(analysis: Analysis, experiment: str, style: Style) -> list[str]:
+    """The measures' power laws in learning rate / batch size (empty without measures)."""
+    part = analysis.measure_slopes[analysis.measure_slopes["experiment"] == experiment]
+    part = part[part["slope"].astype(float).notna()]
+    if part.empty:
+        return []
+    rows = [
+        [
+            style.text(_scenario_label(tuple(row[SCENARIO]))),
+            style.text(row["measure"]),
+            str(row["cells"]),
+            style.number(row["slope"]),
+            style.interval(row["slope_low"], row["slope_high"]),
+            style.number(row["predicted_slope"], 0),
+            style.p(row["p_predicted"]),
+            style.number(row["slope_lr"]),
+            style.number(row["slope_batch_size"]),
+            style.number(row["r_squared"]),
+        ]
+        for _, row in part.iterrows()
+    ]
+    caption = style.text(
+        "Measures against learning rate / batch size (secondary analysis): OLS of log(measure) on log(learning "
+        "rate / batch size) over cells, the exponent with its 95% HC3 interval, and p for the exponent the "
+        "Ornstein-Uhlenbeck model predicts (1 for the fluctuation); then the slopes on log learning rate and log "
+        "batch size fitted apart (opposite if only the ratio counts)."
+    )
+    header = ["scenario", "measure", "cells", "exponent", "95% CI", "predicted", "p (predicted)", "on lr"]
+    header += ["on batch size", "R²" if isinstance(style, Markdown) else "R^2"]
+    return style.table(caption, [style.text(name) for name in header], rows, left=2)
 
 
 def sign_table(analysis: Analysis, experiment: str, alpha: float, style: Style) -> list[str]:
@@ -552,6 +588,7 @@ def render(analysis: Analysis, alpha: float, style: Style) -> str:
         lines += divergence_table(analysis, experiment, style)
         lines += regression_table(analysis, experiment, style)
         lines += stratified_table(analysis, experiment, style)
+        lines += slopes_table(analysis, experiment, style)
         lines += sign_table(analysis, experiment, alpha, style)
         lines += style.page_break()
         for outcome in outcomes:

@@ -1,17 +1,19 @@
 """The training core: one loop trains a pack of runs (K >= 1 runs that differ only in learning rate).
 
-Plain SGD at a constant learning rate, evaluated on the full training and test sets every epoch. The data
-sit on the training device as tensors; each epoch draws a seeded permutation and walks it in batches of
-exactly `batch_size` (the last, smaller batch is dropped so that every step of SGD sees the batch size
-under study). The seed fixes the initial weights and the data order, so runs that differ only in batch
-size or learning rate start from the same weights. How the K models compute is the learner's business
-(`bslr.learners`); everything else (resume, signals, divergence, provenance, the per-run files) is here,
-once.
+Plain SGD at a constant learning rate for the run's budget (`bslr.budget`: epochs, steps, or until a
+target), evaluated on the full training and test sets as `training.evaluation` says (every epoch by
+default), with the measures of `bslr.measures` where asked. The data sit on the training device as
+tensors; each epoch draws a seeded permutation and walks it in batches of exactly `batch_size` (the last,
+smaller batch is dropped so that every step of SGD sees the batch size under study). The seed fixes the
+initial weights and the data order, so runs that differ only in batch size or learning rate start from the
+same weights. How the K models compute is the learner's business (`bslr.learners`); everything else
+(budgets, evaluation, measures, resume, signals, divergence, provenance, the per-run files) is here, once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -20,7 +22,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,12 +32,14 @@ import torch
 
 import bslr
 from bslr import checkpoint
+from bslr.budget import Budget
 from bslr.catalog import DATASETS
-from bslr.config import resolve_learner
+from bslr.config import resolve_learner, with_protocol_defaults
 from bslr.data import LoaderData, MemoryData, load_dataset
 from bslr.engine import claim_gpu, configure_backends, resolve_device, resolve_engine
 from bslr.errors import ConfigError, Interrupted, OutOfMemory
 from bslr.learners import Learner, build_learner
+from bslr.measures import Measurer
 from bslr.models import build_model
 from bslr.storage import RUN_COLUMNS, write_table
 
@@ -126,15 +130,6 @@ def data_generators(settings: dict[str, Any], data: MemoryData | LoaderData) -> 
     }
 
 
-def resume_point(state: dict[str, Any], generators: dict[str, torch.Generator | None]) -> tuple[int, float]:
-    """Restore a checkpoint's random states; return where its epoch goes on (step, seconds spent in it)."""
-    checkpoint.restore_rng(state["rng"], generators)
-    if not state["partial"]:
-        return 0, 0.0
-    generators["order"].set_state(state["partial"]["order_state"])  # replay the stopped epoch's order
-    return state["partial"]["step"], state["partial"]["seconds"]
-
-
 @contextlib.contextmanager
 def stop_requests() -> Iterator[StopRequest]:
     """While training runs, SIGTERM and SIGUSR1 set a flag instead of ending the process."""
@@ -168,14 +163,17 @@ def train_epoch(
     batch_size: int,
     order_generator: torch.Generator,
     start_step: int = 0,
-    stop: StopRequest | None = None,
-) -> int | None:
-    """One epoch of SGD from `start_step`. Returns None when done, or the steps done if a stop was asked."""
-    for step, (inputs, labels) in enumerate(data.train_batches(batch_size, order_generator, start_step), start_step):
+    after_step: Callable[[int], bool] | None = None,
+) -> int:
+    """One epoch of SGD from `start_step`. `after_step` is called with the epoch's steps done after each
+    step, and ends the epoch there by returning True. Returns the epoch's steps done."""
+    step = start_step
+    for inputs, labels in data.train_batches(batch_size, order_generator, start_step):
         learner.step(inputs, labels)
-        if stop is not None and stop.signal_name:
-            return step + 1
-    return None
+        step += 1
+        if after_step is not None and after_step(step):
+            break
+    return step
 
 
 def evaluate(learner: Learner, data: MemoryData | LoaderData, batch_size: int) -> list[dict[str, float]]:
@@ -190,120 +188,210 @@ def evaluate(learner: Learner, data: MemoryData | LoaderData, batch_size: int) -
 def train_pack(
     runs: list[dict[str, Any]], options: RunOptions = RunOptions()
 ) -> list[tuple[pd.DataFrame, dict[str, str]]]:
-    """Train a pack to its last epoch and return each run's epochs and metadata, in the order of `runs`.
+    """Train a pack to the end of its budget and return each run's evaluations and metadata, in the order of
+    `runs`.
 
-    A run whose training loss becomes NaN or infinite stops there (its file ends at that epoch); the others
-    go on. With a checkpoint path, the pack resumes from the last finished epoch (or the step a signal
-    stopped it at) found there and saves after every epoch, so a killed job loses at most one epoch and
-    ends with the same metrics.
+    A run whose training loss becomes NaN or infinite stops there (its file ends at that evaluation), as does
+    one that reaches its target (`bslr.budget`); the others go on. With a checkpoint path, the pack resumes
+    from the last finished epoch (or the step a signal stopped it at) found there and saves after every
+    epoch, so a killed job loses at most one epoch and ends with the same metrics.
     """
     check_pack(runs)
     with training_device(runs[0], options) as device:
         return _train_pack(runs, options, device)
 
 
+@dataclass
+class Progress:
+    """Where a pack stands, all of it saved in its checkpoint."""
+
+    rows: list[list[dict[str, Any]]]  # each run's evaluations
+    diverged: list[int | None]  # the epoch each run diverged in
+    diverged_step: list[int | None]
+    reached: list[int | None]  # the step at which each run reached its target
+    step: int = 0  # SGD steps done
+    seconds: float = 0.0  # wall time since the last evaluation row
+    evaluation_seconds: float = 0.0  # the pack's time in evaluations
+    measure_seconds: list[float] = dataclasses.field(default_factory=list)  # each run's time in measures
+
+    @classmethod
+    def start(cls, runs: int) -> Progress:
+        return cls([[] for _ in range(runs)], [None] * runs, [None] * runs, [None] * runs, measure_seconds=[0.0] * runs)
+
+
 def _train_pack(
     runs: list[dict[str, Any]], options: RunOptions, device: torch.device
 ) -> list[tuple[pd.DataFrame, dict[str, str]]]:
-    settings, lrs = runs[0], [run["lr"] for run in runs]
+    settings, lrs = with_protocol_defaults(runs[0]), [run["lr"] for run in runs]
     data = load_training_data(settings, device, options)
     engine = resolve_engine(settings, device, len(DATASETS[settings["dataset"]].input_shape))
     configure_backends(engine)
     learner_name = resolve_learner(settings["learner"], len(runs))
-    learner = build_learner(learner_name, initial_model(settings, device), runs, engine)
+    model = initial_model(settings, device)
+    initial = torch.cat([weight.detach().reshape(-1) for weight in model.parameters()]).clone()
+    learner = build_learner(learner_name, model, runs, engine)
     generators = data_generators(settings, data)
+    budget = Budget.of(settings, data.size("train"))
+    measurer = None
+    if settings["measures"]:
+        measurer = Measurer(settings, data, initial, budget.steps_per_epoch, options.eval_batch_size)
+    columns = RUN_COLUMNS + (measurer.columns if measurer else [])
 
-    rows: list[list[dict[str, Any]]] = [[] for _ in runs]
-    diverged: list[int | None] = [None] * len(runs)
-    start_step, epoch_seconds = 0, 0.0
+    progress, resume_order = Progress.start(len(runs)), None
     fingerprint = checkpoint.settings_hash({"runs": runs, "learner": learner_name})
     state = checkpoint.load(options.checkpoint, fingerprint) if options.checkpoint else None
     if state is not None:
         learner.load(state["learner"])
-        rows, diverged = state["rows"], state["diverged"]
-        start_step, epoch_seconds = resume_point(state, generators)
-        done = max(len(run_rows) for run_rows in rows)
-        print(f"resuming from {options.checkpoint} after epoch {done}, step {start_step}", file=sys.stderr)
+        progress = Progress(**state["progress"])
+        checkpoint.restore_rng(state["rng"], generators)
+        resume_order = state["order_state"]  # the stopped epoch's order, to replay; None at an epoch's end
+        if measurer:
+            measurer.load(state["measurer"])
+        print(
+            f"resuming from {options.checkpoint} at step {progress.step} of {budget.steps} "
+            f"(epoch {progress.step // budget.steps_per_epoch + 1})",
+            file=sys.stderr,
+        )
 
-    def save_checkpoint(partial: dict[str, Any] | None = None) -> None:
+    def save_checkpoint(order_state: torch.Tensor | None) -> None:
         checkpoint.save(
             options.checkpoint,
             {
                 "settings_hash": fingerprint,
-                "rows": rows,
-                "diverged": diverged,
-                "partial": partial,
+                "progress": dataclasses.asdict(progress),
+                "order_state": order_state,
                 "learner": learner.state(),
+                "measurer": measurer.state() if measurer else {},
                 "rng": checkpoint.capture_rng(generators),
             },
         )
 
-    epochs = settings["epochs"]
-    first_epoch = max(len(run_rows) for run_rows in rows) + 1
-    trained = time.perf_counter()
-    with stop_requests() as stop:
-        for epoch in range(first_epoch, epochs + 1):
-            if not any(learner.active):
-                break
-            started = time.perf_counter()
-            order_state = generators["order"].get_state()  # before the epoch draws its permutation
-            stopped_at = train_epoch(learner, data, settings["batch_size"], generators["order"], start_step, stop)
-            if stopped_at is not None:
-                if options.checkpoint and isinstance(data, MemoryData):
-                    seconds = epoch_seconds + time.perf_counter() - started
-                    save_checkpoint({"step": stopped_at, "order_state": order_state, "seconds": seconds})
-                raise Interrupted(f"received signal {stop.signal_name} in epoch {epoch}")
-            metrics = evaluate(learner, data, options.eval_batch_size)
-            seconds = epoch_seconds + time.perf_counter() - started
-            for index, (lr, values) in enumerate(zip(lrs, metrics, strict=True)):
-                if not learner.active[index]:
-                    continue
-                rows[index].append(
-                    dict(epoch=epoch, **values, lr=lr, batch_size=settings["batch_size"], seconds=seconds)
+    first_step, trained = progress.step, time.perf_counter()
+    clock = time.perf_counter()  # when progress.seconds was last brought up to date
+
+    def tick() -> float:
+        nonlocal clock
+        now = time.perf_counter()
+        progress.seconds += now - clock
+        clock = now
+        return progress.seconds
+
+    def record() -> None:
+        """Evaluate every active run at this step: divergence, the target, the measures, a row each."""
+        step, epoch = progress.step, budget.epoch_of(progress.step)
+        was_active = list(learner.active)
+        started = time.perf_counter()
+        metrics = evaluate(learner, data, options.eval_batch_size)
+        progress.evaluation_seconds += time.perf_counter() - started
+        measured: dict[int, dict[str, float]] = {}
+        for index, values in enumerate(metrics):
+            if not was_active[index]:
+                continue
+            if not math.isfinite(values["train_loss"]):  # a NaN or infinite loss never recovers under SGD
+                progress.diverged[index], progress.diverged_step[index] = epoch, step
+                learner.active[index] = False
+                continue
+            if budget.reached(values):
+                progress.reached[index] = step
+                learner.active[index] = False
+            if measurer and (not learner.active[index] or step == budget.steps or budget.measures_at(step)):
+                started = time.perf_counter()
+                measured[index] = measurer.measure(learner, index)
+                progress.measure_seconds[index] += time.perf_counter() - started
+        seconds = tick()
+        for index, values in enumerate(metrics):
+            if was_active[index]:
+                empty = dict.fromkeys(measurer.columns, math.nan) if measurer else {}
+                progress.rows[index].append(
+                    dict(epoch=epoch, **values, lr=lrs[index], batch_size=settings["batch_size"], seconds=seconds)
+                    | dict(step=step, samples_seen=step * settings["batch_size"])
+                    | empty
+                    | measured.get(index, {})
                 )
-                if not math.isfinite(values["train_loss"]):  # a NaN or infinite loss never recovers under SGD
-                    diverged[index] = epoch
-                    learner.active[index] = False
-            report_epoch(epoch, epochs, lrs, metrics, diverged, seconds, time.perf_counter() - trained, first_epoch)
-            start_step, epoch_seconds = 0, 0.0
-            if options.checkpoint and ((epoch < epochs and any(learner.active)) or stop.signal_name):
-                save_checkpoint()
-            if stop.signal_name:
-                raise Interrupted(f"received signal {stop.signal_name} after epoch {epoch}")
+        progress.seconds = 0.0
+        report(budget, step, lrs, metrics, was_active, progress, seconds, time.perf_counter() - trained, first_step)
+
+    with stop_requests() as stop:
+
+        def after_step(epoch_steps: int) -> bool:
+            progress.step += 1
+            if measurer:
+                measurer.observe(learner, progress.step)
+            if budget.evaluates_at(progress.step):
+                record()
+            return progress.step == budget.steps or not any(learner.active) or stop.signal_name is not None
+
+        while progress.step < budget.steps and any(learner.active):
+            epoch, start = budget.epoch_of(progress.step + 1), progress.step % budget.steps_per_epoch
+            if resume_order is not None:
+                generators["order"].set_state(resume_order)
+                resume_order = None
+            order_state = generators["order"].get_state()  # before the epoch draws its permutation
+            train_epoch(learner, data, settings["batch_size"], generators["order"], start, after_step)
+            finished = progress.step == budget.steps or not any(learner.active)
+            mid_epoch = not budget.ends_epoch(progress.step)
+            if options.checkpoint and not finished and (not mid_epoch or isinstance(data, MemoryData)):
+                tick()
+                save_checkpoint(order_state if mid_epoch else None)
+            if stop.signal_name and not finished:
+                where = "in" if mid_epoch else "after"
+                raise Interrupted(f"received signal {stop.signal_name} {where} epoch {epoch}")
 
     results = []
-    for run, run_rows, diverged_epoch in zip(runs, rows, diverged, strict=True):
+    for index, run in enumerate(runs):
         metadata = provenance(run, device, options.threads)
         metadata["engine"] = engine.metadata()
         metadata["learner"] = learner_name
         metadata["packed_learning_rates"] = json.dumps(lrs)
-        metadata["diverged"] = json.dumps(diverged_epoch is not None)
-        metadata["diverged_epoch"] = json.dumps(diverged_epoch)
+        metadata["diverged"] = json.dumps(progress.diverged[index] is not None)
+        metadata["diverged_epoch"] = json.dumps(progress.diverged[index])
+        metadata["diverged_step"] = json.dumps(progress.diverged_step[index])
         metadata["resumed"] = json.dumps(state is not None)
-        results.append((pd.DataFrame(run_rows, columns=RUN_COLUMNS), metadata))
+        metadata["budget"] = budget.kind
+        metadata["budget_steps"] = json.dumps(budget.steps)
+        metadata["steps_per_epoch"] = json.dumps(budget.steps_per_epoch)
+        reached = progress.reached[index]
+        metadata["reached_target"] = json.dumps(None if budget.target is None else reached is not None)
+        metadata["target_step"] = json.dumps(reached)
+        metadata["evaluation_seconds"] = json.dumps(round(progress.evaluation_seconds, 3))
+        metadata["measure_seconds"] = json.dumps(round(progress.measure_seconds[index], 3))
+        results.append((pd.DataFrame(progress.rows[index], columns=columns), metadata))
     return results
 
 
-def report_epoch(
-    epoch: int,
-    epochs: int,
+def report(
+    budget: Budget,
+    step: int,
     lrs: list[float],
     metrics: list[dict[str, float]],
-    diverged: list[int | None],
+    evaluated: list[bool],
+    progress: Progress,
     seconds: float,
     elapsed: float,
-    first_epoch: int,
+    first_step: int,
 ) -> None:
-    """One flushed line per epoch, so that `tail -f` on a job's log follows it, with the time left."""
-    remaining = (epochs - epoch) * elapsed / (epoch - first_epoch + 1)
+    """One flushed line per evaluation, so that `tail -f` on a job's log follows it, with the time left."""
+    remaining = (budget.steps - step) * elapsed / (step - first_step)
+
+    def state(index: int, values: dict[str, float]) -> str:
+        if progress.diverged[index] is not None and progress.diverged_step[index] < step:
+            return "diverged"
+        if not evaluated[index]:
+            return f"reached the target at step {progress.reached[index]}"
+        text = (
+            f"train loss {values['train_loss']:.4f} acc {values['train_acc']:.4f}, "
+            f"test loss {values['test_loss']:.4f} acc {values['test_acc']:.4f}"
+        )
+        return text + (" (target reached)" if progress.reached[index] == step else "")
+
     runs = "; ".join(
-        f"lr {lr:g}: diverged"
-        if diverged[index] is not None and diverged[index] < epoch
-        else f"lr {lr:g}: train loss {values['train_loss']:.4f} acc {values['train_acc']:.4f}, "
-        f"test loss {values['test_loss']:.4f} acc {values['test_acc']:.4f}"
-        for index, (lr, values) in enumerate(zip(lrs, metrics, strict=True))
+        f"lr {lr:g}: {state(index, values)}" for index, (lr, values) in enumerate(zip(lrs, metrics, strict=True))
     )
-    print(f"epoch {epoch}/{epochs} ({seconds:.1f} s, about {remaining:.0f} s left): {runs}", flush=True)
+    print(
+        f"epoch {budget.epoch_of(step)}/{budget.epochs} (step {step}/{budget.steps}, {seconds:.1f} s, "
+        f"about {remaining:.0f} s left): {runs}",
+        flush=True,
+    )
 
 
 def train_pack_to_files(

@@ -5,6 +5,7 @@ FIGURE_INPUT = {
     "epochs": rules.aggregate.output.epochs,
     "correlations": rules.stats.output.parquet,
     "iso_ratio": rules.stats.output.iso_ratio,
+    "measure_slopes": rules.stats.output.measure_slopes,
 }
 
 
@@ -17,8 +18,8 @@ def scenario_name(wildcards):
     return f"{display_name(wildcards.model)} on {display_name(wildcards.dataset)}"
 
 
-# Scenario figures: one per (experiment, dataset, model).
-for figure_name in SCENARIO_FIGURES:
+# Scenario figures: one per (experiment, dataset, model); the measures' only where measured.
+for figure_name in SCENARIO_FIGURES + MEASURED_FIGURES:
 
     rule:
         name:
@@ -80,3 +81,29 @@ for figure_name in EXPERIMENT_FIGURES:
         shell:
             "bslr figure {params.name} --input {params.inputs} --experiment {wildcards.experiment}"
             " --settings {params.settings:q} --pdf {output.pdf} --png {output.png} --csv {output.csv} > {log} 2>&1"
+
+
+# Figures of every experiment together (the budgets side by side), planned where they compare something.
+for figure_name in STUDY_FIGURES:
+
+    rule:
+        name:
+            f"figure_{figure_name}"
+        input:
+            **{table: FIGURE_INPUT[table] for table in FIGURE_TABLES[figure_name]},
+        output:
+            pdf=figure_pattern(STUDY_FIGURE, figure_name, "pdf"),
+            png=figure_pattern(STUDY_FIGURE, figure_name, "png"),
+            csv=figure_pattern(STUDY_FIGURE, figure_name, "csv"),
+        log:
+            figure_pattern(STUDY_FIGURE_LOG, figure_name),
+        localrule: True
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            name=figure_name,
+            settings=json.dumps(PLAN.figure_settings(figure_name), sort_keys=True),
+            inputs=figure_inputs,
+        shell:
+            "bslr figure {params.name} --input {params.inputs} --settings {params.settings:q}"
+            " --pdf {output.pdf} --png {output.png} --csv {output.csv} > {log} 2>&1"

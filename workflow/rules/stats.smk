@@ -31,6 +31,7 @@ rule stats:
         ),
         stratified=STATS_OUTPUTS["stratified"],
         divergence=STATS_OUTPUTS["divergence"],
+        measure_slopes=STATS_OUTPUTS["measure_slopes"],
         tables_markdown=STATS_OUTPUTS["tables_markdown"],
         tables_latex=STATS_OUTPUTS["tables_latex"],
         tables_html=report(
