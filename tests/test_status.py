@@ -13,7 +13,9 @@ from conftest import tiny_config, write_config
 
 
 def run_file(root, run: Run, diverged: bool) -> None:
-    frame = pd.DataFrame([[1, 2.3, 0.1, 2.3, 0.1, run.lr, run.batch_size, 1.0]], columns=RUN_COLUMNS)
+    steps = 60000 // run.batch_size  # one epoch
+    row = [1, 2.3, 0.1, 2.3, 0.1, run.lr, run.batch_size, 1.0, steps, steps * run.batch_size]
+    frame = pd.DataFrame([row], columns=RUN_COLUMNS)
     write_table(frame, root / run.path, {"settings": "{}", "diverged": "true" if diverged else "false"})
 
 
