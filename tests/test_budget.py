@@ -2,6 +2,7 @@
 
 import json
 import math
+import warnings
 
 import pytest
 
@@ -89,12 +90,31 @@ def without_epochs(**experiment) -> dict:
         (tiny_config(evaluation={"every": 2, "unit": "batches"}), "evaluation.unit"),
         (tiny_config(measures=["sharpness"]), "measures[0]"),
         (tiny_config(measures=["weight_norm"], measurement={"epochs": [3]}), "measurement.epochs [3] lie beyond"),
+        (tiny_config(budget={"steps": 10.5}), "budget.steps = 10.5 is invalid: give one of: null; an integer >= 1"),
+        # 100 steps are 2 epochs at batch size 64 but 7 at 256: epoch 5 would be measured for some runs only
+        (
+            without_epochs(budget={"steps": 100}, measures=["weight_norm"], measurement={"epochs": [5]}),
+            "measurement.epochs [5] lie beyond the 2 epochs its shortest runs train",
+        ),
+        (
+            {**tiny_config(), "analysis": {"outcomes": ["final_test_acc", "fluctuation"]}},
+            "analysis.outcomes names fluctuation, which no experiment measures; add fluctuation to training.measures",
+        ),
     ],
 )
 def test_bad_budgets_name_the_key(config, expected):
     with pytest.raises(ConfigError) as caught:
         validate_config(config)
     assert expected in str(caught.value)
+
+
+def test_a_target_checked_per_epoch_warns_that_its_resolution_depends_on_the_batch_size():
+    target = {"target": {"metric": "train_loss", "value": 0.5}}
+    with pytest.warns(UserWarning, match=r"experiments.tiny: its target is checked every 1 epoch\(s\)"):
+        validate_config(tiny_config(budget=target))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every N steps: the same resolution for every batch size, no warning
+        validate_config(tiny_config(budget=target, evaluation={"every": 10, "unit": "steps"}))
 
 
 def test_a_step_budget_in_training_serves_every_experiment_without_epochs():

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from bslr import measures
 from bslr.data import MemoryData
 from bslr.engine import resolve_engine
 from bslr.learners import build_learner
@@ -152,6 +153,20 @@ def test_gradient_noise_equals_its_definition_with_jackknife_errors(chunk):
     assert measured["noise_scale_se"] == pytest.approx(
         jackknife(torch.tensor([s for _, s in out], dtype=torch.float64)), rel=1e-7
     )
+
+
+def test_per_example_gradients_of_a_large_model_come_in_chunks_that_fit_the_memory_cap(monkeypatch):
+    """A model too large for an evaluation batch of per-example gradients at once (VGG-19 at 1,000 examples
+    would take 80 GB) gets chunks of at most PER_EXAMPLE_ENTRIES entries, with the same statistics."""
+    model = small_mlp()
+    inputs, labels = examples(50)
+    objective, weights = objective_of(model, inputs, labels, chunk=50)
+    whole = gradient_noise(objective, weights)
+    monkeypatch.setattr(measures, "PER_EXAMPLE_ENTRIES", 4 * 307)  # room for 4 examples' gradients
+    assert [len(chunk) for chunk in objective.per_example_gradients(weights)] == [4] * 12 + [2]
+    chunked = gradient_noise(objective, weights)
+    for key, value in whole.items():
+        assert chunked[key] == pytest.approx(value, rel=1e-12), key
 
 
 def test_the_noise_scale_is_unknown_where_the_noise_swamps_the_gradient():

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from bslr.stats import SLOPE_COLUMNS, analyse, cell_table, measure_slopes
+from bslr.stats import SLOPE_COLUMNS, analyse, cell_table, censored_count, measure_slopes
 from bslr.tables import markdown_table, paper_tables
 
 BATCH_SIZES, LRS = (16, 32, 64, 128, 256), (0.04, 0.08, 0.12, 0.16, 0.2)
@@ -90,6 +90,18 @@ def test_censored_runs_are_left_out_of_every_test_and_counted():
     assert "5 censored (their budget's target not reached): left out of the tests" in markdown_table(analysis, 0.05)
     kept = analyse(runs.drop(columns="reached_target"), ["final_test_acc"], ["spearman"], resamples=100)
     assert kept.correlations.query("group == 'ratio'")["n"].iloc[0] == 25  # no target column, nothing censored
+
+
+def test_a_diverged_run_is_not_also_counted_as_censored():
+    """Files written before the distinction say reached_target false for a run that diverged under a target."""
+    runs = measured_runs().assign(reached_target=True)
+    runs.loc[0, ["diverged", "reached_target", "final_test_acc"]] = [True, False, np.nan]
+    runs.loc[1, "reached_target"] = False
+    runs["reached_target"] = runs["reached_target"].astype("boolean")
+    assert censored_count(runs) == 1
+    analysis = analyse(runs, ["final_test_acc"], ["spearman"], resamples=100, diverged="include")
+    note = markdown_table(analysis, 0.05)
+    assert "1 censored" in note and "2 censored" not in note
 
 
 def test_under_include_a_diverged_run_s_missing_measure_stays_missing():

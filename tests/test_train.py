@@ -7,10 +7,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from bslr.catalog import MEASURE_COLUMNS
 from bslr.config import validate_config
 from bslr.errors import ConfigError
 from bslr.plan import Run
-from bslr.storage import MEASURE_COLUMNS, RUN_COLUMNS, read_run
+from bslr.storage import RUN_COLUMNS, read_run
 from bslr.train import RunOptions, train_pack, train_pack_to_files
 from conftest import tiny_config
 
@@ -178,6 +179,14 @@ def test_a_run_stops_at_its_target_and_one_that_never_reaches_it_is_censored(mni
     if learner == "serial":  # each run ends exactly as it would alone
         for frame, run in zip((slow, fast), runs, strict=True):
             pd.testing.assert_frame_equal(frame[METRICS], train_one(run)[0][METRICS], check_exact=True)
+
+
+def test_a_run_that_diverges_under_a_target_is_diverged_not_censored(mnist1d_root):
+    target = {"target": {"metric": "train_loss", "value": 0.01}}
+    runs = pack(mnist1d_root, lrs=(0.01, 1e4), model="mlp", batch_size=16, epochs=3, budget=target)
+    (slow, slow_metadata), (bad, bad_metadata) = train_pack(runs)
+    assert bad_metadata["diverged"] == "true" and json.loads(bad_metadata["reached_target"]) is None
+    assert slow_metadata["diverged"] == "false" and slow_metadata["reached_target"] == "false"  # censored
 
 
 ALL_MEASURES = list(MEASURE_COLUMNS)

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from bslr.budget import budget_kind
-from bslr.storage import MEASURE_COLUMNS, read_run, run_settings_of
+from bslr.catalog import MEASURE_COLUMNS
+from bslr.storage import read_run, run_settings_of
 
 KEYS = ["experiment", "model", "dataset", "batch_size", "lr", "seed"]
 # The measures' columns: their values at the end of the run (NaN where not measured, or diverged).
@@ -35,7 +36,8 @@ RUNS_COLUMNS = (
 
 def summarise(epochs: pd.DataFrame, settings: dict, diverged: bool, metadata: dict[str, str] | None = None) -> dict:
     """One row of runs.parquet: the run's keys, its final and best metrics, its budget and how it ended
-    (`reached_target`: null without a target, false for a censored run), and its final measures."""
+    (`reached_target`: null without a target or for a diverged run, false for a censored one), and its final
+    measures."""
     last, metadata = epochs.iloc[-1], metadata or {}
     reached, target_step = (json.loads(metadata.get(key, "null")) for key in ("reached_target", "target_step"))
     return {

@@ -92,3 +92,16 @@ DISPLAY_NAMES = {
 def display_name(name: str) -> str:
     """The printed name of a model or data set: `ResNet-110`, `CIFAR-10`."""
     return DISPLAY_NAMES.get(name, name)
+
+
+# The columns each measure (`training.measures`) adds to the rows it is taken at (NaN on the others); a
+# per-run file has them only with its measure on. `_se`: the estimate's standard error from its own
+# sampling; `hessian_top_residual`: ||Hv - lambda v||, which bounds the distance to an eigenvalue.
+MEASURE_COLUMNS = {
+    "hessian_trace": ["hessian_trace", "hessian_trace_se"],
+    "hessian_top": ["hessian_top", "hessian_top_residual"],
+    "gradient_noise": ["covariance_trace", "covariance_trace_se", "noise_scale", "noise_scale_se"],
+    "fluctuation": ["fluctuation", "fluctuation_se", "fluctuation_local", "fluctuation_steps"],
+    "weight_norm": ["weight_norm"],
+    "init_distance": ["init_distance"],
+}

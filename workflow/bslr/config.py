@@ -12,6 +12,7 @@ import functools
 import itertools
 import json
 import math
+import warnings
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from bslr.catalog import DATASETS, MODEL_INPUT_RANK, MODEL_NAMES
+from bslr.catalog import DATASETS, MEASURE_COLUMNS, MODEL_INPUT_RANK, MODEL_NAMES
 from bslr.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
@@ -91,12 +92,32 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"unknown config key {keys} (a typo?){hint}"
     if error.validator == "required":
         return f"config key {where} is missing a required entry: {error.message}"
-    if error.validator == "oneOf":
+    if error.validator == "oneOf" and where.endswith(("batch_sizes", "learning_rates")):
         return (
             f"config key {where} = {json.dumps(error.instance)} is neither a non-empty list of distinct "
             "values > 0 nor a range {start, stop, step} with values > 0 (integers for batch sizes)"
         )
+    if error.validator == "oneOf":
+        forms = "; ".join(_form(option) for option in error.schema["oneOf"])
+        return f"config key {where} = {json.dumps(error.instance)} is invalid: give one of: {forms}"
     return f"config key {where} = {json.dumps(error.instance)} is invalid: {error.message}"
+
+
+def _form(option: dict[str, Any]) -> str:
+    """A schema alternative in words: `null`, `an integer >= 1`, `a mapping with keys metric, value`."""
+    if "enum" in option:
+        return "one of " + ", ".join(map(str, option["enum"]))
+    kind = option.get("type", "value")
+    if kind == "null":
+        return "null"
+    if kind == "object":
+        return "a mapping with keys " + ", ".join(option.get("properties", {}))
+    words = {"integer": "an integer", "number": "a number", "array": "a list"}.get(kind, f"a {kind}")
+    if "minimum" in option:
+        words += f" >= {option['minimum']}"
+    if "exclusiveMinimum" in option:
+        words += f" > {option['exclusiveMinimum']}"
+    return words
 
 
 def _options(schema: dict[str, Any], root: dict[str, Any]) -> list[dict[str, Any]]:
@@ -211,11 +232,27 @@ def check_budget(name: str, experiment: dict[str, Any], training: dict[str, Any]
     target = budget["target"]
     if target is not None and target["metric"] == "train_acc" and target["value"] > 1:
         raise ConfigError(f"config key {where} budget.target.value = {target['value']}: accuracies are fractions")
+    if target is not None and training["evaluation"]["unit"] == "epochs":
+        warnings.warn(
+            f"config key {where}: its target is checked every {training['evaluation']['every']} epoch(s), so "
+            "the step at which a run reaches it is known to an epoch, which is more steps at a small batch size "
+            "than at a large one; evaluation: {every: N, unit: steps} gives every batch size the same resolution",
+            stacklevel=2,
+        )
     if training["measures"] and training["measurement"]["epochs"]:
-        late = [epoch for epoch in training["measurement"]["epochs"] if epoch > experiment.get("epochs", epoch)]
+        # every run must reach each asked epoch: under a step budget the smallest batch size runs fewest epochs
+        shortest = min(
+            math.ceil(budget["steps"] / (DATASETS[dataset].train_size // min(experiment["batch_sizes"])))
+            if budget["steps"] is not None
+            else experiment["epochs"]
+            for dataset in experiment["datasets"]
+        )
+        late = [epoch for epoch in training["measurement"]["epochs"] if epoch > shortest]
         if late:
             raise ConfigError(
-                f"config key {where} measurement.epochs {late} lie beyond the {experiment['epochs']} epochs of its runs"
+                f"config key {where} measurement.epochs {late} lie beyond the {shortest} epochs its shortest runs "
+                f"train, so some runs would never be measured there; ask for epochs up to {shortest}, or measure "
+                "at the end of training only (measurement.epochs: [])"
             )
 
 
@@ -253,7 +290,6 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
                     f"config key {prefix}: model {model} cannot take {dataset} inputs of shape "
                     f"{DATASETS[dataset].input_shape}; put them in separate experiments"
                 )
-        check_budget(name, experiment, training_settings(config, name))
         experiment["batch_sizes"] = expand_values(experiment["batch_sizes"], f"{prefix}.batch_sizes", True)
         experiment["learning_rates"] = expand_values(experiment["learning_rates"], f"{prefix}.learning_rates", False)
         for dataset in experiment["datasets"]:
@@ -264,7 +300,28 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
                     f"config key {prefix}.batch_sizes has {too_large} larger than the {size} training "
                     f"examples of {dataset}; use batch sizes of at most {size}"
                 )
+        check_budget(name, experiment, training_settings(config, name))
+    check_measured_outcomes(config)
     return config
+
+
+def check_measured_outcomes(config: dict[str, Any]) -> None:
+    """A measure among `analysis.outcomes` must be taken by some experiment, or its rows would be empty."""
+    measured = {
+        column
+        for name in config["experiments"]
+        for measure in training_settings(config, name)["measures"]
+        for column in MEASURE_COLUMNS[measure]
+    }
+    owner = {column: measure for measure, columns in MEASURE_COLUMNS.items() for column in columns}
+    unmeasured = [outcome for outcome in config["analysis"]["outcomes"] if outcome in owner and outcome not in measured]
+    if unmeasured:
+        measures = sorted({owner[outcome] for outcome in unmeasured})
+        raise ConfigError(
+            f"config key analysis.outcomes names {', '.join(unmeasured)}, which no experiment measures; add "
+            f"{', '.join(measures)} to training.measures (or an experiment's measures), or remove them from "
+            "analysis.outcomes"
+        )
 
 
 def training_settings(config: dict[str, Any], experiment: str) -> dict[str, Any]:

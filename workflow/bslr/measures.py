@@ -36,11 +36,15 @@ import torch
 import torch.nn.functional as F
 from torch.func import grad, jvp, vmap
 
+from bslr.catalog import MEASURE_COLUMNS
 from bslr.data import LoaderData, MemoryData
 from bslr.learners import Learner, Weights
-from bslr.storage import MEASURE_COLUMNS
 
 CURVATURE = ("hessian_trace", "hessian_top", "gradient_noise")  # the measures that need the subset
+# Per-example gradients are held a chunk at a time, a chunk x weights tensor: at most this many entries
+# (1 GiB in float32), so that VGG-19's 20 million weights take 13 examples at once, not the evaluation
+# batch's 1,000 (80 GB); models of under 268,000 weights keep the evaluation batch.
+PER_EXAMPLE_ENTRIES = 2**28
 
 
 def flat(weights: Weights) -> torch.Tensor:
@@ -65,9 +69,10 @@ class Objective:
     labels: torch.Tensor
     chunk: int
 
-    def chunks(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, len(self.labels), self.chunk):
-            yield self.inputs[start : start + self.chunk], self.labels[start : start + self.chunk]
+    def chunks(self, size: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        size = size or self.chunk
+        for start in range(0, len(self.labels), size):
+            yield self.inputs[start : start + size], self.labels[start : start + size]
 
     def summed_loss(self, weights: Weights, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self.logits(weights, inputs), labels, reduction="sum")
@@ -92,7 +97,8 @@ class Objective:
             return F.cross_entropy(self.logits(w, x[None]), y[None])
 
         per_example = vmap(grad(one), in_dims=(None, 0, 0))
-        for x, y in self.chunks():
+        size = max(1, min(self.chunk, PER_EXAMPLE_ENTRIES // sum(t.numel() for t in weights.values())))
+        for x, y in self.chunks(size):
             gradients = per_example(weights, x, y)
             yield torch.cat([tensor.reshape(len(y), -1) for tensor in gradients.values()], dim=1)
 

@@ -138,21 +138,26 @@ def with_diverged(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.assign(diverged=False)
 
 
-def without_censored(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs with every outcome and measure of a censored run (one that did not reach its budget's target)
-    unknown: its final metrics are not at the target, so they are left out of every test (counted in
-    `n_dropped`), never mixed in. A table without `reached_target` has no censored run."""
+def censored(runs: pd.DataFrame) -> np.ndarray:
+    """Which runs are censored: a target budget's runs that used their whole budget without reaching it.
+    A diverged run is diverged, not censored (files written before the distinction may say both)."""
     if "reached_target" not in runs:
-        return runs
-    censored = runs["reached_target"].eq(False).fillna(False).to_numpy(dtype=bool)
+        return np.zeros(len(runs), dtype=bool)
+    missed = runs["reached_target"].eq(False).fillna(False).to_numpy(dtype=bool)
+    return missed & ~with_diverged(runs)["diverged"].to_numpy(dtype=bool)
+
+
+def without_censored(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs with every outcome and measure of a censored run unknown: its final metrics are not at the
+    target, so they are left out of every test (counted in `n_dropped`), never mixed in."""
     columns = [column for column in OUTCOME_DIRECTION if column in runs]
     runs = runs.copy()
-    runs.loc[censored, columns] = np.nan
+    runs.loc[censored(runs), columns] = np.nan
     return runs
 
 
 def censored_count(runs: pd.DataFrame) -> int:
-    return int(runs["reached_target"].eq(False).fillna(False).sum()) if "reached_target" in runs else 0
+    return int(censored(runs).sum())
 
 
 def check_policy(policy: str) -> None:

@@ -350,8 +350,9 @@ def _train_pack(
         metadata["budget"] = budget.kind
         metadata["budget_steps"] = json.dumps(budget.steps)
         metadata["steps_per_epoch"] = json.dumps(budget.steps_per_epoch)
-        reached = progress.reached[index]
-        metadata["reached_target"] = json.dumps(None if budget.target is None else reached is not None)
+        reached, diverged = progress.reached[index], progress.diverged[index] is not None
+        # a diverged run is recorded as diverged, not as censored: it did not run out of budget
+        metadata["reached_target"] = json.dumps(None if budget.target is None or diverged else reached is not None)
         metadata["target_step"] = json.dumps(reached)
         metadata["evaluation_seconds"] = json.dumps(round(progress.evaluation_seconds, 3))
         metadata["measure_seconds"] = json.dumps(round(progress.measure_seconds[index], 3))
