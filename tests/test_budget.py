@@ -144,6 +144,20 @@ def test_job_time_limits_follow_the_longest_budget_of_an_experiment():
     )
 
 
+def test_job_time_limits_count_extra_evaluations_and_the_measures():
+    """100 epochs of the MLP on MNIST-1D: 100 x 0.05 x 1.5 = 7.5 minutes, plus 10; evaluated every 10 steps
+    at batch size 64 (62 steps an epoch), 620 evaluations, each further one half an epoch: 360 epochs."""
+
+    def runtime(**experiment) -> int:
+        config = validate_config(tiny_config(epochs=100, device="cpu", **experiment))
+        return job_resources(config, "tiny", "mlp", "mnist1d")["runtime"]
+
+    assert runtime() == 18
+    assert runtime(evaluation={"every": 10, "unit": "steps"}) == math.ceil(360 * 0.05 * 1.5) + 10 == 37
+    assert runtime(evaluation={"every": 5, "unit": "epochs"}) == 18  # fewer evaluations: never less time
+    assert runtime(measures=["weight_norm"]) == math.ceil(7.5 * 1.35) + 10 == 21
+
+
 def test_the_measures_figure_only_where_measured_and_the_budgets_figure_where_budgets_differ():
     config = tiny_config()
     config["experiments"]["steps"] = dict(tiny_config()["experiments"]["tiny"], measures=["weight_norm"])

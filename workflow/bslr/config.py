@@ -375,6 +375,17 @@ MODEL_COST = {"resnet110": 2.0, "vgg19": 1.5, "resnet56": 1.0, "resnet50": 2.0}
 MEMORY_MB = {"mnist1d": 2000, "mnist": 4000, "cifar10": 8000, "cifar100": 8000, "imagenet": 32000}
 
 
+EVALUATION_COST = 0.5  # of a training epoch, for one evaluation of both sets
+MEASURE_COST = 1.35  # the time factor of the measures
+
+
+def evaluations(budget: Any) -> int:
+    """How many times a run that trains its whole budget is evaluated."""
+    if budget.unit == "steps":
+        return math.ceil(budget.steps / budget.every)
+    return math.ceil(budget.epochs / budget.every)
+
+
 def job_resources(config: dict[str, Any], experiment: str, model: str, dataset: str, runs: int = 1) -> dict[str, int]:
     """Resources of one training job of `runs` runs: `gpu` count, `gpu_slots`, `mem_mb`, `runtime` (minutes).
 
@@ -386,12 +397,18 @@ def job_resources(config: dict[str, Any], experiment: str, model: str, dataset: 
 
     settings = training_settings(config, experiment)
     spec = config["experiments"][experiment]
-    epochs = max(  # the most epochs any of the experiment's batch sizes may take
-        Budget.of({**settings, "epochs": spec.get("epochs"), "batch_size": size}, DATASETS[dataset].train_size).epochs
+    budgets = [
+        Budget.of({**settings, "epochs": spec.get("epochs"), "batch_size": size}, DATASETS[dataset].train_size)
         for size in spec["batch_sizes"]
-    )
+    ]
+    # the most epochs any batch size may take, in epochs evaluated once each as MINUTES_PER_EPOCH assumes;
+    # each further evaluation costs up to half an epoch (a full pass over both sets: 0.34 to 0.52 of a
+    # training epoch measured on CIFAR), and the measures up to a third more (18-34% in docs/findings.md)
+    epochs = max(budget.epochs + EVALUATION_COST * max(0, evaluations(budget) - budget.epochs) for budget in budgets)
     wants_gpu = dataset != "mnist1d" and settings["device"] != "cpu"
     per_run = epochs * MINUTES_PER_EPOCH[dataset] * MODEL_COST.get(model, 1.0) * 1.5
+    if settings["measures"]:
+        per_run *= MEASURE_COST
     share = max(1.0, runs / 2) if resolve_learner(settings["pack"]["learner"], runs) == "stacked" else runs
     runtime = math.ceil(per_run * share) + 10
     gpu = int(wants_gpu) if settings["gpus"] == "auto" else settings["gpus"]
