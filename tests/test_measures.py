@@ -225,6 +225,29 @@ def test_the_window_holds_the_spread_of_the_last_epochs_exactly():
     assert copy.spread(0) == spread
 
 
+@pytest.mark.parametrize("last_step", [40, 37, 5])
+def test_a_window_observed_only_from_its_first_possible_step_is_the_same(last_step):
+    """Knowing the run's last step, the measurer skips the steps that cannot be in its window: the blocks it
+    keeps, and so the fluctuation, are bitwise those of observing every step."""
+    model = small_mlp()
+    initial = flat({key: weight.detach() for key, weight in model.named_parameters()}).clone()
+    settings = {"seed": 0, "measures": ["fluctuation"], "measurement": {"window": {"length": 10, "unit": "steps"}}}
+    data = MemoryData(*examples(8), *examples(8))
+    every = Measurer(settings, data, initial, steps_per_epoch=4, chunk=8)
+    skipping = Measurer(settings, data, initial, steps_per_epoch=4, chunk=8, last_step=last_step)
+    assert skipping.first_observed == {40: 31, 37: 29, 5: 1}[last_step]  # blocks of 2 steps, 5 of them
+    engine = resolve_engine(
+        {"precision": "fp32", "tf32": True, "channels_last": "auto", "compile": False}, torch.device("cpu"), 1
+    )
+    learner = build_learner("serial", model, [{"lr": 0.1, "momentum": 0.0, "weight_decay": 0.0}], engine)
+    for step in range(1, last_step + 1):
+        learner.step(*examples(4, seed=step))
+        every.observe(learner, step)
+        skipping.observe(learner, step)
+    assert skipping.measure(learner, 0) == every.measure(learner, 0)
+    assert skipping.measure(learner, 0)["fluctuation_steps"] == every.measure(learner, 0)["fluctuation_steps"] > 0
+
+
 def test_both_learners_give_the_same_measures():
     """The serial and stacked learners' views of a pack (float64) give the same measures, for each run."""
     engine = resolve_engine(

@@ -258,7 +258,10 @@ class Measurer:
         initial: torch.Tensor,
         steps_per_epoch: int,
         chunk: int,
+        last_step: int | None = None,
     ) -> None:
+        """`last_step`: the step at which every run ends and is measured, where that is known in advance (no
+        target, no measures before the end): the window's steps are then the only ones observed."""
         self.names = list(settings["measures"])
         self.options = settings["measurement"]
         self.seed = settings["seed"]
@@ -267,6 +270,11 @@ class Measurer:
         window = self.options["window"]
         length = window["length"] * (steps_per_epoch if window["unit"] == "epochs" else 1)
         self.window = Window(math.ceil(length / WINDOW_BLOCKS)) if "fluctuation" in self.names else None
+        self.first_observed = 1
+        if self.window is not None and last_step is not None:  # the first step of the window's first block
+            self.first_observed = max(
+                1, ((last_step - 1) // self.window.block - WINDOW_BLOCKS + 1) * self.window.block + 1
+            )
         self.subset: tuple[torch.Tensor, torch.Tensor] | None = None
         if set(CURVATURE) & set(self.names):
             size = data.size("train")
@@ -278,8 +286,9 @@ class Measurer:
         return [column for name in self.names for column in MEASURE_COLUMNS[name]]
 
     def observe(self, learner: Learner, step: int) -> None:
-        """After each step: the weights enter the fluctuation's window."""
-        if self.window is not None:
+        """After each step: the weights enter the fluctuation's window (copying K models' weights in float64,
+        so steps that cannot be in the final window are skipped where the run's end is known)."""
+        if self.window is not None and step >= self.first_observed:
             self.window.add(step, learner.flat_weights(), learner.active)
 
     def measure(self, learner: Learner, index: int) -> dict[str, float]:

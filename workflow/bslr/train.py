@@ -234,7 +234,8 @@ def _train_pack(
     budget = Budget.of(settings, data.size("train"))
     measurer = None
     if settings["measures"]:
-        measurer = Measurer(settings, data, initial, budget.steps_per_epoch, options.eval_batch_size)
+        known_end = budget.steps if budget.target is None and not budget.measure_epochs else None
+        measurer = Measurer(settings, data, initial, budget.steps_per_epoch, options.eval_batch_size, known_end)
     columns = RUN_COLUMNS + (measurer.columns if measurer else [])
 
     progress, resume_order = Progress.start(len(runs)), None
