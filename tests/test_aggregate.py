@@ -94,3 +94,15 @@ def test_foreign_parquet_is_refused(tmp_path):
     pd.DataFrame({"epoch": [1], "accuracy": [0.5]}).to_parquet(foreign)
     with pytest.raises(RunFileError, match="foreign.parquet lacks columns"):
         aggregate([foreign])
+
+
+def test_the_epochs_table_keeps_each_runs_evaluations_in_step_order_with_its_budget(tmp_path):
+    """Evaluated every N steps, a run has several rows in one epoch: the table orders them by step."""
+    path = fake_run(tmp_path / "a.parquet", 16, 0.1, 0.8, 0.9)
+    frame = pd.read_parquet(path).assign(epoch=[1, 1, 1], step=[30, 10, 20])
+    frame["samples_seen"] = frame["step"] * 16
+    write_table(frame, path, {key.decode(): value.decode() for key, value in pq_metadata(path).items()})
+    fake_run(tmp_path / "b.parquet", 32, 0.1, 0.8, 0.9)
+    _, epochs = aggregate([tmp_path / "b.parquet", path])
+    assert epochs["step"].tolist() == [10, 20, 30, 10, 20, 30] and epochs["batch_size"].tolist() == [16] * 3 + [32] * 3
+    assert (epochs["budget"] == "epochs").all()

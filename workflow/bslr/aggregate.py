@@ -1,4 +1,8 @@
-"""Collect per-run Parquet files into one table of runs and one table of epochs."""
+"""Collect per-run Parquet files into one table of runs and one table of epochs.
+
+The epochs table holds every evaluation row of every run (several per epoch where a run is evaluated every N
+steps), in step order within each run, with the run's keys and its budget (`epochs`, `steps` or `target`),
+so that a figure can tell the paper's protocol from the others without the runs table."""
 
 from __future__ import annotations
 
@@ -60,17 +64,19 @@ def summarise(epochs: pd.DataFrame, settings: dict, diverged: bool, metadata: di
 
 
 def aggregate(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return (runs, epochs), sorted by the run keys so that rebuilt tables are identical."""
+    """Return (runs, epochs), sorted by the run keys (and the epochs table by step within each run) so that
+    rebuilt tables are identical."""
     run_rows, epoch_frames = [], []
     for path in paths:
         epochs, metadata = read_run(path)
         settings = run_settings_of(metadata)
         run_rows.append(summarise(epochs, settings, metadata.get("diverged") == "true", metadata))
-        keyed = epochs.assign(**{key: settings[key] for key in KEYS if key not in epochs})
+        keyed = epochs.assign(**{key: settings[key] for key in KEYS if key not in epochs}, budget=budget_kind(settings))
         epoch_frames.append(keyed)
     runs = pd.DataFrame(run_rows, columns=RUNS_COLUMNS).sort_values(KEYS, ignore_index=True)
     runs = runs.astype({"reached_target": "boolean", "target_step": "Int64"})
-    epochs = pd.concat(epoch_frames, ignore_index=True) if epoch_frames else pd.DataFrame(columns=KEYS + ["epoch"])
+    empty = pd.DataFrame(columns=KEYS + ["epoch", "step"])
+    epochs = pd.concat(epoch_frames, ignore_index=True) if epoch_frames else empty
     epoch_columns = KEYS + [column for column in epochs.columns if column not in KEYS]
-    epochs = epochs[epoch_columns].sort_values(KEYS + ["epoch"], ignore_index=True)
+    epochs = epochs[epoch_columns].sort_values(KEYS + ["step"], ignore_index=True, kind="stable")
     return runs, epochs

@@ -7,7 +7,9 @@
 - **One source of truth**: every number a figure prints (rho, p, n, eta squared) is read from the
   statistics tables, never recomputed. The cells a figure draws are the tables' cells (`stats.cell_table`:
   seed means, under `analysis.diverged`); a cell with a diverged run is marked (a cross in a strip at the
-  bottom, a hatched heatmap cell), never drawn as a result.
+  bottom, a hatched heatmap cell), never drawn as a result. So is a cell with a censored run (its budget's
+  target not reached: an open circle, a differently hatched heatmap cell): `grid_cells` leaves its outcomes
+  out with `stats.without_censored`, exactly as the statistics do, so no figure draws or counts it.
 - **Scale**: batch sizes on log2 axes with a discrete colour key (16 and 32 get different colours), learning
   rates at fixed decimals, iso-ratio lines on heatmaps: legible at 20 x 20 cells and 4 scenarios.
 - **Rebuilds**: `save` writes PDF, PNG and the figure's source data (CSV) without timestamps, so a figure
@@ -54,8 +56,9 @@ COLUMN, PAGE = 3.25, 6.75  # inches: one column and the full text width of a two
 TEXT_SIZE, SMALL_SIZE = 7.0, 6.0  # points; nothing is printed smaller than SMALL_SIZE
 FONT = "DejaVu Sans"  # shipped with matplotlib: the same glyphs on every host
 DIVERGED_COLOUR = "#D55E00"  # Okabe-Ito vermillion, kept for diverged runs
+CENSORED_COLOUR = "#CC79A7"  # Okabe-Ito reddish purple, kept for censored runs (target not reached)
 ACCENT = "#0072B2"  # Okabe-Ito blue
-STRIP = 0.05  # height of the strip of diverged markers, as a fraction of the axes
+STRIP = 0.05  # height of the strip of diverged and censored markers, as a fraction of the axes
 NUMBERS = Markdown()  # numbers and p-values printed exactly as the Markdown tables print them
 
 LABELS = {
@@ -141,19 +144,35 @@ def scenarios_of(table: pd.DataFrame) -> list[tuple[str, str]]:
     return list(table.groupby(["dataset", "model"], sort=True).groups)
 
 
+def censored_runs(runs: pd.DataFrame) -> pd.Series:
+    """Which runs are censored: they did not reach their budget's target (`reached_target` false) and did not
+    diverge (a diverged run is marked as diverged, whatever its `reached_target`)."""
+    if "reached_target" not in runs:
+        return pd.Series(False, index=runs.index)
+    missed = runs["reached_target"].eq(False).fillna(False).astype(bool)
+    return missed & ~stats.with_diverged(runs)["diverged"]
+
+
 def grid_cells(runs: pd.DataFrame, outcome: str, policy: str) -> pd.DataFrame:
     """Every grid cell of `runs`, one row each: the seed mean the statistics use (`stats.cell_table` under
-    `policy`), the seeds' standard deviation, whether any seed diverged, and whether the statistics count
-    the cell. A diverged cell has no value here: figures mark it and never draw it as a result."""
+    `policy`, after `stats.without_censored` as in `stats.analyse`), the seeds' standard deviation, whether
+    any seed diverged or was censored, and whether the statistics count the cell. Every figure takes its
+    cells from here, so a diverged or censored cell has no value in any of them: figures mark it and never
+    draw it as a result."""
+    censored = censored_runs(runs)
+    runs = stats.without_censored(runs)
     every = stats.divergence_cells(runs).rename(columns={"diverged": "diverged_runs"})
+    censored_counts = censored.astype(int).groupby([runs[key] for key in stats.CELL], sort=True).sum()
+    every = every.merge(censored_counts.rename("censored_runs").reset_index(), on=stats.CELL)
     used = stats.cell_table(runs, [outcome], policy)[stats.CELL + [outcome]]
     cells = every.merge(used, on=stats.CELL, how="left", indicator=True)
     cells["counted_in_statistics"] = (cells.pop("_merge") == "both") & cells[outcome].notna()
     cells["diverged"] = cells["diverged_runs"] > 0
+    cells["censored"] = (cells["censored_runs"] > 0) & ~cells["diverged"]
     finite = stats.with_diverged(runs)
     spread = finite[~finite["diverged"]].groupby(stats.CELL)[outcome].std().rename(f"{outcome}_sd")
     cells = cells.merge(spread.reset_index(), on=stats.CELL, how="left")
-    cells.loc[cells["diverged"], [outcome, f"{outcome}_sd"]] = np.nan
+    cells.loc[cells["diverged"] | cells["censored"], [outcome, f"{outcome}_sd"]] = np.nan
     return cells.drop(columns="rate")
 
 
@@ -293,37 +312,53 @@ def ratio_axis(axes: Axes) -> None:
     axes.xaxis.set_minor_formatter(NullFormatter())
 
 
-def mark_diverged(axes: Axes, x: Sequence[float]) -> None:
-    """Crosses in a strip along the bottom of the axes at the x of each diverged cell: seen, never read as a
-    value (a diverged run's chance accuracy would stretch the axis and pose as the worst result)."""
-    if len(x) == 0:
+def mark_not_results(axes: Axes, cells: pd.DataFrame, x: str) -> None:
+    """Marks in a strip along the bottom of the axes at the x of each cell that is not a result: a cross
+    where a run diverged, an open circle where a run was censored. Seen, never read as a value (a diverged
+    run's chance accuracy would stretch the axis and pose as the worst result; a censored run's final
+    metrics are not at its target)."""
+    diverged, censored = cells.loc[cells["diverged"], x], cells.loc[cells["censored"], x]
+    if len(diverged) + len(censored) == 0:
         return
     low, high = axes.get_ylim()
     axes.set_ylim(low - 2.2 * STRIP * (high - low), high)
-    axes.scatter(
-        x,
-        np.full(len(x), STRIP),
-        transform=axes.get_xaxis_transform(),
-        marker="x",
-        s=9,
-        linewidths=0.7,
-        color=DIVERGED_COLOUR,
-        clip_on=False,
-        zorder=4,
-    )
+    marked = np.concatenate([diverged.to_numpy(float), censored.to_numpy(float)])
+    left, right = sorted(axes.get_xlim())
+    if marked.min() < left or marked.max() > right:  # a row or column of cells without a result: keep it in view
+        axes.update_datalim(np.column_stack([marked, np.full(len(marked), low)]), updatey=False)
+        axes.autoscale_view(scaley=False)
+    strip = {"transform": axes.get_xaxis_transform(), "s": 9, "linewidths": 0.7, "clip_on": False, "zorder": 4}
+    if len(diverged):
+        axes.scatter(diverged, np.full(len(diverged), STRIP), marker="x", color=DIVERGED_COLOUR, **strip)
+    if len(censored):
+        axes.scatter(
+            censored, np.full(len(censored), STRIP), marker="o", facecolors="none", edgecolors=CENSORED_COLOUR, **strip
+        )
 
 
-def diverged_handle(policy: str) -> tuple[Line2D, str]:
-    how = "left out of the statistics" if policy == "exclude" else "kept in the statistics"
-    marker = Line2D([], [], ls="none", marker="x", ms=3, mew=0.7, color=DIVERGED_COLOUR)
-    return marker, f"cell with a diverged run: not a result ({how})"
+def not_result_entries(cells: pd.DataFrame, policy: str) -> list[tuple[Line2D, str]]:
+    """The key's entries for the marks `mark_not_results` draws, for the kinds present in `cells`."""
+    entries = []
+    if cells["diverged"].any():
+        how = "left out of the statistics" if policy == "exclude" else "kept in the statistics"
+        marker = Line2D([], [], ls="none", marker="x", ms=3, mew=0.7, color=DIVERGED_COLOUR)
+        entries.append((marker, f"cell with a diverged run: not a result ({how})"))
+    if cells["censored"].any():
+        marker = Line2D([], [], ls="none", marker="o", ms=3, mew=0.7, mfc="none", mec=CENSORED_COLOUR)
+        entries.append((marker, "cell with a censored run (target not reached): left out"))
+    return entries
 
 
 def key_row(figure: Figure, entries: Sequence[tuple[Any, str]]) -> None:
-    """A legend below the panels, where it covers nothing."""
-    if entries:
-        handles, labels = zip(*entries, strict=True)
-        figure.legend(handles, labels, loc="outside lower center", ncols=len(entries), handlelength=1.5)
+    """A legend below the panels, where it covers nothing: its entries side by side, or one per line where
+    side by side they would be wider than the figure."""
+    if not entries:
+        return
+    handles, labels = zip(*entries, strict=True)
+    legend = figure.legend(handles, labels, loc="outside lower center", ncols=len(entries), handlelength=1.5)
+    if len(entries) > 1 and legend.get_window_extent(figure.canvas.get_renderer()).width > figure.bbox.width:
+        legend.remove()
+        figure.legend(handles, labels, loc="outside lower center", ncols=1, handlelength=1.5)
 
 
 def panel_title(axes: Axes, index: int | None, title: str, note: str = "") -> None:
@@ -418,10 +453,10 @@ def _curves(tables: Tables, settings: Settings, x: str, hue: str) -> tuple[Figur
     draw_lines(axes, cells, outcome, x, hue, key)
     x_axis(axes, x, cells[x])
     axes.set(xlabel=LABELS[x], ylabel=LABELS[outcome])
-    mark_diverged(axes, cells.loc[cells["diverged"], x])
+    mark_not_results(axes, cells, x)
     panel_title(axes, None, scenario_title(runs["model"].iloc[0], runs["dataset"].iloc[0]))
     key.draw(figure, axes, fraction=0.05, pad=0.02)
-    key_row(figure, [diverged_handle(settings["diverged"])] if cells["diverged"].any() else [])
+    key_row(figure, not_result_entries(cells, settings["diverged"]))
     return figure, cells
 
 
@@ -461,7 +496,7 @@ def scatter_ratio(axes: Axes, cells: pd.DataFrame, outcome: str, key: Key, log_x
         axes.set_xscale("log")
         axes.set_xlim(cells["ratio"].min() / 1.15, cells["ratio"].max() * 1.15)
         ratio_axis(axes)
-    mark_diverged(axes, cells.loc[cells["diverged"], "ratio"])
+    mark_not_results(axes, cells, "ratio")
 
 
 def acc_vs_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]:
@@ -476,7 +511,7 @@ def acc_vs_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFra
     axes.set(xlabel=LABELS["ratio"], ylabel=LABELS[outcome])
     panel_title(axes, None, scenario_title(model, dataset), statistic_text(row))
     key.draw(figure, axes, fraction=0.05, pad=0.02)
-    key_row(figure, [diverged_handle(settings["diverged"])] if cells["diverged"].any() else [])
+    key_row(figure, not_result_entries(cells, settings["diverged"]))
     return figure, with_statistic(cells, row)
 
 
@@ -501,7 +536,7 @@ def train_test_vs_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.
     tested = f": {method.capitalize()} {NUMBERS.symbol(method)} of each outcome with the ratio, over cells"
     figure.suptitle(scenario_title(model, dataset) + tested, fontsize=TEXT_SIZE)
     key.draw(figure, panels, fraction=0.03, pad=0.01)
-    key_row(figure, [diverged_handle(settings["diverged"])] if sources[0]["diverged"].any() else [])
+    key_row(figure, not_result_entries(sources[0], settings["diverged"]))
     return figure, pd.concat(sources, ignore_index=True)
 
 
@@ -525,7 +560,8 @@ def iso_ratio_lines(batch_sizes: np.ndarray, lrs: np.ndarray) -> list[tuple[floa
 
 def heatmap(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]:
     """The outcome over the batch size x learning rate grid, cell means, with iso-ratio lines; cells with a
-    diverged run hatched; values written in the cells where they fit at 6 pt."""
+    diverged or a censored run hatched, each in its own pattern and colour; values written in the cells
+    where they fit at 6 pt."""
     runs, outcome = tables["runs"], settings["outcome"]
     cells = grid_cells(runs, outcome, settings["diverged"])
     batch_sizes, lrs = np.sort(cells["batch_size"].unique()), np.sort(cells["lr"].unique())
@@ -535,12 +571,14 @@ def heatmap(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]:
         np.arange(len(lrs) + 1) - 0.5, np.arange(len(batch_sizes) + 1) - 0.5, grid.to_numpy(), cmap=settings["palette"]
     )
     axes.grid(False)
-    diverged = cells[cells["diverged"]]
-    for size, lr in zip(diverged["batch_size"], diverged["lr"], strict=True):
-        row, column = int(np.searchsorted(batch_sizes, size)), int(np.searchsorted(lrs, lr))
-        axes.add_patch(
-            Rectangle((column - 0.5, row - 0.5), 1, 1, facecolor="white", edgecolor=DIVERGED_COLOUR, hatch="xxxx", lw=0)
-        )
+    marks = {"diverged": (DIVERGED_COLOUR, "xxxx"), "censored": (CENSORED_COLOUR, "////")}
+    for kind, (colour, hatch) in marks.items():
+        marked = cells[cells[kind]]
+        for size, lr in zip(marked["batch_size"], marked["lr"], strict=True):
+            row, column = int(np.searchsorted(batch_sizes, size)), int(np.searchsorted(lrs, lr))
+            axes.add_patch(
+                Rectangle((column - 0.5, row - 0.5), 1, 1, facecolor="white", edgecolor=colour, hatch=hatch, lw=0)
+            )
     lines = iso_ratio_lines(batch_sizes, lrs)
     for _, column, row in lines:
         axes.plot(column, row, color="white", lw=1.6, solid_capstyle="butt")
@@ -555,8 +593,11 @@ def heatmap(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]:
     figure.colorbar(mesh, ax=axes, fraction=0.05, pad=0.02).set_label(LABELS[outcome])
     ratios = ", ".join(plain_number(ratio) for ratio, _, _ in lines)
     entries = [(Line2D([], [], color="black", lw=0.6, ls=(0, (3, 2))), f"equal ratio (B/η = {ratios})")]
-    if len(diverged):
+    if cells["diverged"].any():
         entries.append((Patch(facecolor="white", edgecolor=DIVERGED_COLOUR, hatch="xxxx", lw=0), "diverged run"))
+    if cells["censored"].any():
+        patch = Patch(facecolor="white", edgecolor=CENSORED_COLOUR, hatch="////", lw=0)
+        entries.append((patch, "censored run (target not reached)"))
     key_row(figure, entries)
     figure.canvas.draw()
     rotate_crowded_labels(figure, axes)
@@ -604,11 +645,30 @@ def _pick(values: np.ndarray, wanted: list | None) -> list:
     return list(dict.fromkeys([values[0], values[len(values) // 2], values[-1]]))
 
 
+def curve_axis(epochs: pd.DataFrame) -> str:
+    """What the training curves run along: `epoch` under the paper's protocol (an epochs budget, every
+    evaluation at the end of an epoch, so one row per epoch), as they always have; `step` (SGD steps)
+    otherwise, so that the evaluations within one epoch are distinct points and the runs of a steps budget
+    end at one x. A table from before budgets (no `step`) has the paper's protocol."""
+    if "step" not in epochs:
+        return "epoch"
+    if "budget" in epochs and (epochs["budget"] != "epochs").any():
+        return "step"
+    run = [epochs[key] for key in [*stats.CELL, "seed"]]
+    steps, epoch = epochs["step"].astype(int), epochs["epoch"].astype(int)
+    per_epoch = (steps // epoch).groupby(run).transform("nunique")  # steps per epoch, if every row ends one
+    at_epoch_ends = (steps % epoch == 0) & (per_epoch == 1)
+    one_per_epoch = not epochs.duplicated([*stats.CELL, "seed", "epoch"]).any()
+    return "epoch" if at_epoch_ends.all() and one_per_epoch else "step"
+
+
 def training_curves(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]:
-    """Train and test curves of a few runs, side by side: whether the epoch budget let each run converge.
-    Colour: learning rate; line style: batch size; seeds averaged with a band of one standard deviation; a
-    diverged run's curve stops before its non-finite epoch, marked with a cross."""
+    """Train and test curves of a few runs, side by side: whether the budget let each run converge. Along
+    epochs under the paper's protocol, along SGD steps otherwise (`curve_axis`). Colour: learning rate; line
+    style: batch size; seeds averaged at each evaluation with a band of one standard deviation across seeds;
+    a diverged run's curve stops before its non-finite evaluation, marked with a cross."""
     epochs = tables["epochs"]
+    x = curve_axis(epochs)
     batch_sizes = _pick(epochs["batch_size"].to_numpy(), settings["batch_sizes"])
     rates = _pick(epochs["lr"].to_numpy(), settings["learning_rates"])
     chosen = epochs[epochs["batch_size"].isin(batch_sizes) & epochs["lr"].isin(rates)]
@@ -622,16 +682,16 @@ def training_curves(tables: Tables, settings: Settings) -> tuple[Figure, pd.Data
     styles = dict(zip(batch_sizes, ["-", "--", ":", "-."] * len(batch_sizes), strict=False))
     for index, (axes, metric) in enumerate(zip(panels, metrics, strict=True)):
         for (size, lr), run in chosen.groupby(["batch_size", "lr"], sort=True):
-            finite = run[~run["diverged"]].groupby("epoch", sort=True)[metric].agg(["mean", "std"])
+            finite = run[~run["diverged"]].groupby(x, sort=True)[metric].agg(["mean", "std"])
             axes.plot(finite.index, finite["mean"], styles[size], color=colours[lr], lw=0.9)
             if finite["std"].notna().any():
                 low, high = finite["mean"] - finite["std"], finite["mean"] + finite["std"]
                 axes.fill_between(finite.index, low, high, color=colours[lr], alpha=0.15, linewidth=0)
-            stopped = run.loc[run["diverged"], "epoch"]
+            stopped = run.loc[run["diverged"], x]
             if len(stopped) and len(finite):
                 axes.plot(finite.index[-1], finite["mean"].iloc[-1], "x", color=DIVERGED_COLOUR, ms=3.5, mew=0.8)
         axes.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
-        axes.set(xlabel="epoch", ylabel=settings["metric"] if index == 0 else "")
+        axes.set(xlabel="epoch" if x == "epoch" else "SGD step", ylabel=settings["metric"] if index == 0 else "")
         panel_title(axes, index, LABELS[metric].capitalize())
     figure.suptitle(scenario_title(epochs["model"].iloc[0], epochs["dataset"].iloc[0]), fontsize=TEXT_SIZE)
     figure.legend(
@@ -713,7 +773,7 @@ def composite(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]
         scatter_ratio(grid[row, 2], cells, outcome, keys["batch_size"])
         for axes, x in zip(grid[row], ("batch_size", "lr", "ratio"), strict=True):
             if x != "ratio":  # scatter_ratio marks its own
-                mark_diverged(axes, cells.loc[cells["diverged"], x])
+                mark_not_results(axes, cells, x)
             axes.set(xlabel=LABELS[x] if row == len(scenarios) - 1 else "")
         grid[row, 0].set_ylabel(LABELS[outcome])
         panel_title(grid[row, 0], 3 * row, scenario_title(model, dataset))
@@ -722,9 +782,9 @@ def composite(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]
         sources.append(with_statistic(cells, test))
     keys["lr"].draw(figure, grid[:, 0], location="top", aspect=25, pad=0.01)
     keys["batch_size"].draw(figure, grid[:, 1:], location="top", aspect=50, pad=0.01)
-    diverged = any(source["diverged"].any() for source in sources)
-    key_row(figure, [diverged_handle(policy)] if diverged else [])
-    return figure, pd.concat(sources, ignore_index=True)
+    source = pd.concat(sources, ignore_index=True)
+    key_row(figure, not_result_entries(source, policy))
+    return figure, source
 
 
 def group_correlations(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]:
@@ -824,7 +884,7 @@ def iso_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]
         axes.set_xscale("log")
         axes.set_xlim(cells["ratio"].min() / 1.15, cells["ratio"].max() * 1.15)
         ratio_axis(axes)
-        mark_diverged(axes, shared.loc[shared["diverged"], "ratio"])
+        mark_not_results(axes, shared, "ratio")
         axes.set(xlabel=LABELS["ratio"], ylabel=LABELS[outcome])
         row = summary[(summary["dataset"] == dataset) & (summary["model"] == model) & (summary["outcome"] == outcome)]
         note = ""
@@ -837,9 +897,9 @@ def iso_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]
         panel_title(axes, index, scenario_title(model, dataset), note)
         sources.append(shared)
     key.draw(figure, grid[:, -1] if len(scenarios) > 1 else grid[0, 0], fraction=0.04, pad=0.02)
-    diverged = any(source["diverged"].any() for source in sources)
-    key_row(figure, [diverged_handle(settings["diverged"])] if diverged else [])
-    return figure, pd.concat(sources, ignore_index=True)
+    source = pd.concat(sources, ignore_index=True)
+    key_row(figure, not_result_entries(source, settings["diverged"]))
+    return figure, source
 
 
 EXPERIMENT_FIGURES: dict[str, Callable[[Tables, Settings], tuple[Figure, pd.DataFrame]]] = {
@@ -919,9 +979,10 @@ def log_y_axis(axes: Axes) -> None:
 
 def measures_vs_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]:
     """Each measured quantity of one scenario against batch size / learning rate, log-log, over cells (seed
-    means, censored runs left out as the statistics leave them), with the power law the statistics fitted
-    (`measure_slopes.csv`) as a line through the cells' centre of logs, its exponent in lr/B printed."""
-    runs = stats.without_censored(tables["runs"])
+    means, censored runs left out by `grid_cells` as the statistics leave them), with the power law the
+    statistics fitted (`measure_slopes.csv`) as a line through the cells' centre of logs, its exponent in lr/B
+    printed."""
+    runs = tables["runs"]
     slopes = tables["measure_slopes"].set_index("measure")
     dataset, model = runs["dataset"].iloc[0], runs["model"].iloc[0]
     measured = [name for name in MEASURE_LABELS if name in slopes.index and np.isfinite(slopes.loc[name, "slope"])]
@@ -964,8 +1025,9 @@ MEASURE_FIGURES: dict[str, Callable[[Tables, Settings], tuple[Figure, pd.DataFra
 def budgets(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]:
     """The scenarios two experiments share, under each experiment's budget side by side: a column per
     experiment, a row per scenario and outcome, every cell against the ratio with the statistics' ratio test
-    (primary method). Censored runs (their target not reached) are not results, as in the statistics."""
-    runs, correlations = stats.without_censored(tables["runs"]), tables["correlations"]
+    (primary method). Censored runs (their target not reached) are not results, as in the statistics: marked
+    by `grid_cells` and `scatter_ratio` like diverged ones, never drawn."""
+    runs, correlations = tables["runs"], tables["correlations"]
     shared = runs.groupby(["dataset", "model"])["experiment"].nunique()
     scenarios = sorted(shared[shared > 1].index)
     experiments = sorted(runs["experiment"].unique())
@@ -997,7 +1059,9 @@ def budgets(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]:
             axes.set(xlabel=LABELS["ratio"] if row == len(rows) - 1 else "")
         grid[row, 0].set_ylabel(f"{scenario_title(model, dataset)}\n{LABELS[outcome]}")
     key.draw(figure, grid, fraction=0.03, pad=0.01)
-    return figure, pd.concat(sources, ignore_index=True) if sources else pd.DataFrame()
+    source = pd.concat(sources, ignore_index=True) if sources else pd.DataFrame()
+    key_row(figure, not_result_entries(source, settings["diverged"]) if len(source) else [])
+    return figure, source
 
 
 STUDY_FIGURES: dict[str, Callable[[Tables, Settings], tuple[Figure, pd.DataFrame]]] = {"budgets": budgets}
