@@ -144,22 +144,13 @@ def scenarios_of(table: pd.DataFrame) -> list[tuple[str, str]]:
     return list(table.groupby(["dataset", "model"], sort=True).groups)
 
 
-def censored_runs(runs: pd.DataFrame) -> pd.Series:
-    """Which runs are censored: they did not reach their budget's target (`reached_target` false) and did not
-    diverge (a diverged run is marked as diverged, whatever its `reached_target`)."""
-    if "reached_target" not in runs:
-        return pd.Series(False, index=runs.index)
-    missed = runs["reached_target"].eq(False).fillna(False).astype(bool)
-    return missed & ~stats.with_diverged(runs)["diverged"]
-
-
 def grid_cells(runs: pd.DataFrame, outcome: str, policy: str) -> pd.DataFrame:
     """Every grid cell of `runs`, one row each: the seed mean the statistics use (`stats.cell_table` under
     `policy`, after `stats.without_censored` as in `stats.analyse`), the seeds' standard deviation, whether
     any seed diverged or was censored, and whether the statistics count the cell. Every figure takes its
     cells from here, so a diverged or censored cell has no value in any of them: figures mark it and never
     draw it as a result."""
-    censored = censored_runs(runs)
+    censored = pd.Series(stats.censored(runs), index=runs.index)
     runs = stats.without_censored(runs)
     every = stats.divergence_cells(runs).rename(columns={"diverged": "diverged_runs"})
     censored_counts = censored.astype(int).groupby([runs[key] for key in stats.CELL], sort=True).sum()
