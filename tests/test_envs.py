@@ -8,7 +8,7 @@ import yaml
 from conftest import REPO
 
 CONDA_NAMES = {"matplotlib-base": "matplotlib", "seaborn-base": "seaborn"}  # conda's names for PyPI's
-OUTSIDE_JOBS = {"snakemake", "snakemake-executor-plugin-slurm"}  # they run Snakemake, not its jobs
+OUTSIDE_JOBS = {"snakemake", "snakemake-executor-plugin-slurm", "pygments"}  # Snakemake, its SLURM plugin and --report
 
 
 def requirement(text: str) -> tuple[str, str]:

@@ -145,7 +145,9 @@ def test_pdfs_embed_one_truetype_font_and_no_type_3(name, paper, tmp_path):
     width, height = (float(value) for value in pdf.split(b"/MediaBox [ 0 0 ")[1].split(b" ]")[0].split())
     png = outputs["png"].read_bytes()
     pixels = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
-    assert pixels == (round(width / 72 * settings["dpi"]), round(height / 72 * settings["dpi"]))
+    # within a pixel: matplotlib before 3.11.2 truncates size x dpi, so 2.3 in x 200 (459.99999...) gives 459
+    printed = (width / 72 * settings["dpi"], height / 72 * settings["dpi"])
+    assert all(abs(pixel - size) < 1 for pixel, size in zip(pixels, printed, strict=True)), (pixels, printed)
 
 
 # --- the tables' numbers, the tables' cells ---------------------------------------------------------------------
@@ -247,7 +249,10 @@ def test_batch_sizes_are_log2_with_a_discrete_key_and_learning_rates_at_fixed_de
     assert [label.get_text() for label in axis.get_ticklabels() if label.get_text()] == ["16", "32", "64", "128", "256"]
     figure, _ = drawn("heatmap", tables)
     labels = [label.get_text() for label in figure.get_axes()[0].get_xticklabels() if label.get_text()]
-    assert labels[:2] == ["0.01", "0.02"] and "0.10" in labels and all(len(label) == 4 for label in labels)
+    # at fixed decimals from the first learning rate, every one or evenly thinned where they would overprint
+    # (a borderline call at this width: matplotlib 3.11 keeps every label, earlier versions every other)
+    steps = np.round(np.diff([float(label) for label in labels]), 6)
+    assert labels[0] == "0.01" and all(len(label) == 4 for label in labels) and len(set(steps)) == 1, labels
     matplotlib.pyplot.close("all")
 
 

@@ -237,7 +237,9 @@ class Key:
     def draw(self, figure: FigureBase, axes: Axes | Sequence[Axes], location: str = "right", **options: Any) -> None:
         """A colour bar of equal blocks, one per value, labelled with the values (thinned later if crowded)."""
         count = len(self.values)
-        mappable = plt.cm.ScalarMappable(BoundaryNorm(np.arange(count + 1) - 0.5, count), ListedColormap(self.colours))
+        mappable = plt.cm.ScalarMappable(
+            BoundaryNorm(np.arange(count + 1) - 0.5, count), ListedColormap(list(self.colours))
+        )
         bar = figure.colorbar(mappable, ax=axes, location=location, ticks=np.arange(count), **options)
         bar.set_ticklabels(list(self.labels))
         bar.minorticks_off()
