@@ -241,12 +241,10 @@ def check_budget(name: str, experiment: dict[str, Any], training: dict[str, Any]
         )
     if training["measures"] and training["measurement"]["epochs"]:
         # every run must reach each asked epoch: under a step budget the smallest batch size runs fewest epochs
-        shortest = min(
-            math.ceil(budget["steps"] / (DATASETS[dataset].train_size // min(experiment["batch_sizes"])))
-            if budget["steps"] is not None
-            else experiment["epochs"]
-            for dataset in experiment["datasets"]
-        )
+        from bslr.budget import Budget  # it imports this module
+
+        smallest = {**training, "epochs": experiment.get("epochs"), "batch_size": min(experiment["batch_sizes"])}
+        shortest = min(Budget.of(smallest, DATASETS[dataset].train_size).epochs for dataset in experiment["datasets"])
         late = [epoch for epoch in training["measurement"]["epochs"] if epoch > shortest]
         if late:
             raise ConfigError(
