@@ -11,6 +11,8 @@ COLUMNS = ["engine", "model", "dataset", "batch_size", "device", "precision", "i
 
 
 def test_benchmark_writes_both_engines_packing_and_the_grid_projection(tmp_path):
+    """The benchmark script as a user runs it (about 30 s on 2 cores: its own process importing torch, then
+    four timed configurations of one epoch, each with its warm-up)."""
     output = tmp_path / "throughput.csv"
     command = [
         sys.executable,

@@ -62,7 +62,8 @@ CASES = {
 def test_legible_at_the_printed_size_and_identical_when_redrawn(name, tmp_path):
     make_tables, scenario = CASES[name]
     settings = Plan(tiny_config()).figure_settings(name)
-    tables = {table: make_tables()[table] for table in FIGURE_TABLES[name]}
+    made = make_tables()
+    tables = {table: made[table] for table in FIGURE_TABLES[name]}
     figure, source = render(name, tables, scenario, settings)
     width, height = figure.get_size_inches()
     assert width == pytest.approx(COLUMN if width < 4 else PAGE) and height <= PAGE_HEIGHT

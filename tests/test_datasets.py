@@ -8,7 +8,10 @@ import pytest
 import torch
 import torchvision.datasets.cifar
 
+from bslr.cli import main
+from bslr.config import validate_config
 from bslr.data import DataError, load_dataset
+from bslr.plan import Plan
 from conftest import planned_jobs, snakemake, training_jobs, write_config
 from fake_data import MD5_PATCH, write_cifar, write_imagefolder, write_mnist
 
@@ -90,7 +93,11 @@ def test_corrupt_cifar_is_reported(tmp_path, no_md5):
         load_dataset("cifar10", tmp_path, False, "standard", CPU, seed=0)
 
 
-def test_every_model_trains_one_epoch_through_snakemake(tmp_path):
+def test_every_model_trains_one_epoch_as_its_job_runs_and_the_workflow_aggregates_them(tmp_path, no_md5):
+    """Each model's job, 9 of them: eight run in this process as their rules call `bslr train` (the command
+    line, the rule's protocol and execution options), the ninth through Snakemake, which then aggregates all
+    nine. A job's own process costs about 5 s of imports before it trains; the workflow's side is the same in
+    every job, and the models differ only in what they train."""
     root = tmp_path / "data"
     write_cifar(root, 10)
     write_cifar(root, 100)
@@ -117,10 +124,28 @@ def test_every_model_trains_one_epoch_through_snakemake(tmp_path):
     config_path = write_config(tmp_path, config)
     assert training_jobs(planned_jobs(tmp_path, config_path)) == 9
 
+    plan = Plan(validate_config(config))
+    through_snakemake = "train_cifar_cifar10_alexnet"
+    for rule in plan.train_rules():
+        if rule.name == through_snakemake:
+            continue
+        execution = tmp_path / rule.execution
+        if not execution.exists():
+            options = plan.execution_options_json(rule.experiment)
+            assert main(["execution-options", "--options", options, "--output", str(execution)]) == 0
+        scenario = (rule.experiment, rule.dataset, rule.model)
+        (run,) = [run for run in plan.runs if (run.experiment, run.dataset, run.model) == scenario]
+        command = ["train", "--protocol", rule.protocol, "--output", str(tmp_path / run.path), "--threads", "2"]
+        assert main([*command, "--execution", str(execution), "--checkpoint", "auto"]) == 0
+
     env_path = os.pathsep.join(filter(None, [str(patches), os.environ.get("PYTHONPATH")]))
     os.environ["PYTHONPATH"], previous = env_path, os.environ.get("PYTHONPATH")
     try:
         # up to the runs table: statistics and figures are tested on their own
+        assert planned_jobs(tmp_path, config_path, "results/aggregate/runs.parquet") == {
+            through_snakemake: 1,
+            "aggregate": 1,
+        }
         snakemake(tmp_path, config_path, "--cores", "2", "results/aggregate/runs.parquet")
     finally:
         if previous is None:

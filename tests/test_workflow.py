@@ -4,6 +4,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,7 +15,7 @@ from bslr.figures import EXPERIMENT_FIGURES, FIGURES
 from bslr.plan import FIGURE_TITLES
 from bslr.stats import CORRELATION_COLUMNS, EXTRA_COLUMNS
 from bslr.storage import RUN_COLUMNS, read_run
-from conftest import REPO, SNAKEMAKE, planned_jobs, snakemake, tiny_config, training_jobs, write_config
+from conftest import REPO, SHARED_PACK, SNAKEMAKE, planned_jobs, snakemake, tiny_config, training_jobs, write_config
 
 ALL_FIGURES = {*FIGURES, *EXPERIMENT_FIGURES}
 
@@ -98,6 +99,8 @@ def test_every_correlation_equals_scipy_on_the_runs_table(tiny_workflow):
 
 
 def test_rerun_plans_nothing_and_figures_rebuild_identically(tiny_workflow):
+    """Every figure redrawn through Snakemake (about 40 s on 2 cores: ten figure jobs, each starting Python
+    and importing matplotlib, seaborn and scipy) and compared byte for byte."""
     config_path = tiny_workflow / "config.yaml"
     assert planned_jobs(tiny_workflow, config_path) == {}
 
@@ -147,7 +150,8 @@ def test_protocol_change_retrains_and_new_learning_rates_train_alone(tiny_workfl
     assert training_jobs(planned_jobs(tiny_workflow, write_config(tmp_path, changed))) == 9
     # the same on the command line, in Snakemake's nested form (its values arrive as strings)
     config_path = tiny_workflow / "config.yaml"
-    assert training_jobs(planned_jobs(tiny_workflow, config_path, "--config", "training={momentum: 0.9}")) == 9
+    # the fixture's config packs each batch size's three learning rates: three jobs, every run
+    assert training_jobs(planned_jobs(tiny_workflow, config_path, "--config", "training={momentum: 0.9}")) == 3
     assert planned_jobs(tiny_workflow, config_path, "--config", "training={threads: 2, eval_batch_size: 1000}") == {}
 
     changed = tiny_config(learning_rates=[0.05, 0.1, 0.15, 0.2])
@@ -165,55 +169,82 @@ def test_configfile_replaces_the_default_experiments(tmp_path):
     assert training_jobs(planned_jobs(tmp_path, write_config(tmp_path, other, "other.yaml"))) == 1
 
 
-def test_packs_train_every_run_and_re_packing_a_serial_experiment_re_trains_nothing(tmp_path):
-    config = tiny_config(models=["mlp"], pack={"size": "all", "learner": "serial"})
-    config["experiments"]["separate"] = dict(tiny_config()["experiments"]["tiny"], batch_sizes=[64])
-    config_path = write_config(tmp_path, config)
-    jobs = planned_jobs(tmp_path, config_path)
+def test_packs_train_every_run_and_re_packing_a_serial_experiment_re_trains_nothing(tiny_workflow, tmp_path):
+    """The shared run trained packs of three (SHARED_PACK); this trains batch size 64 one run per job (about
+    40 s on 2 cores: three training jobs, each importing torch, and five plans)."""
+    separate = {"separate": dict(tiny_config()["experiments"]["tiny"], batch_sizes=[64])}
+    both = tiny_config(pack=SHARED_PACK)
+    both["experiments"].update(separate)
+    jobs = planned_jobs(tmp_path, write_config(tmp_path, both, "both.yaml"))
     # 3 batch sizes, each a pack of the 3 learning rates; the other experiment's 3 runs one per job
     assert jobs["train_tiny_mnist1d_mlp"] == 3 and jobs["train_separate_mnist1d_mlp"] == 3
+    config_path = write_config(tmp_path, {**tiny_config(), "experiments": separate})
     snakemake(tmp_path, config_path, "--cores", "2", "results/aggregate/runs.parquet")
     runs = pd.read_parquet(tmp_path / "results/aggregate/runs.parquet")
-    assert len(runs) == 12 and not runs["diverged"].any()
+    assert len(runs) == 3 and not runs["diverged"].any()
     metrics = [column for column in RUN_COLUMNS if column != "seconds"]
     for lr in ("0.05", "0.1", "0.15"):
-        packed, metadata = read_run(tmp_path / f"results/runs/tiny/mnist1d/mlp/bs64_lr{lr}_seed0.parquet")
+        packed, metadata = read_run(tiny_workflow / f"results/runs/tiny/mnist1d/mlp/bs64_lr{lr}_seed0.parquet")
         assert json.loads(metadata["packed_learning_rates"]) == [0.05, 0.1, 0.15]
-        separate, _ = read_run(tmp_path / f"results/runs/separate/mnist1d/mlp/bs64_lr{lr}_seed0.parquet")
-        pd.testing.assert_frame_equal(packed[metrics], separate[metrics], check_exact=True)
-    log = (tmp_path / "logs/train/tiny/mnist1d/mlp/bs64_lr0.05-0.15_seed0.log").read_text()
+        alone, _ = read_run(tmp_path / f"results/runs/separate/mnist1d/mlp/bs64_lr{lr}_seed0.parquet")
+        pd.testing.assert_frame_equal(packed[metrics], alone[metrics], check_exact=True)
+    log = (tiny_workflow / "logs/train/tiny/mnist1d/mlp/bs64_lr0.05-0.15_seed0.log").read_text()
     assert log.count("wrote results/runs/tiny/mnist1d/mlp/bs64_lr") == 3 and "epoch 2/2" in log
-    assert not list((tmp_path / "results").glob("checkpoints/**/*.pt"))
+    assert not list((tiny_workflow / "results").glob("checkpoints/**/*.pt"))
 
     target = ["results/aggregate/runs.parquet"]
     for size in (1, 2):  # each serial run computes as if alone: how they are packed re-trains nothing
-        config["experiments"]["tiny"]["pack"] = {"size": size, "learner": "serial"}
-        assert planned_jobs(tmp_path, write_config(tmp_path, config), *target) == {}
-    config["experiments"]["tiny"]["pack"] = {"size": 2, "learner": "stacked"}  # other arithmetic: re-trains
-    assert planned_jobs(tmp_path, write_config(tmp_path, config), *target) == {
+        config = tiny_config(pack={"size": size, "learner": "serial"})
+        assert planned_jobs(tiny_workflow, write_config(tmp_path, config), *target) == {}
+    config = tiny_config(pack={"size": 2, "learner": "stacked"})  # other arithmetic: re-trains
+    assert planned_jobs(tiny_workflow, write_config(tmp_path, config), *target) == {
         "train_tiny_mnist1d_mlp_pack1": 3,
         "train_tiny_mnist1d_mlp_pack2": 3,
         "aggregate": 1,
     }
 
 
-def test_bslr_as_a_snakemake_module_writes_only_under_its_prefix(tmp_path):
-    write_config(tmp_path, tiny_config(models=["mlp"], batch_sizes=[64, 256], pack={"size": "all"}))
-    (tmp_path / "Snakefile").write_text(
+@pytest.fixture(scope="module")
+def module_run(tmp_path_factory) -> Path:
+    """The tiny grid a second time, run as a Snakemake module under the prefix "study" (about 1 min on 2
+    cores): one run that both tests below read."""
+    workdir = tmp_path_factory.mktemp("module")
+    write_config(workdir, tiny_config(pack=SHARED_PACK))
+    (workdir / "Snakefile").write_text(
         'configfile: "config.yaml"\n\n\n'
         f'module bslr:\n    snakefile:\n        "{REPO / "workflow/Snakefile"}"\n'
         '    config:\n        config\n    prefix:\n        "study"\n\n\n'
         "use rule * from bslr as bslr_*\n"
     )
-    command = [*SNAKEMAKE, "--snakefile", str(tmp_path / "Snakefile"), "--directory", str(tmp_path), "--cores", "2"]
+    command = [*SNAKEMAKE, "--snakefile", str(workdir / "Snakefile"), "--directory", str(workdir), "--cores", "2"]
     result = subprocess.run([*command, "bslr_all"], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
-    written = {path.relative_to(tmp_path).parts[0] for path in tmp_path.rglob("*") if path.is_file()}
+    return workdir
+
+
+def test_bslr_as_a_snakemake_module_writes_only_under_its_prefix(module_run):
+    written = {path.relative_to(module_run).parts[0] for path in module_run.rglob("*") if path.is_file()}
     assert written == {"Snakefile", "config.yaml", ".snakemake", "study"}
-    assert len(list((tmp_path / "study/results/runs").rglob("*.parquet"))) == 6
-    assert (tmp_path / "study/resources/data/mnist1d/mnist1d.npz").is_file()
-    assert (tmp_path / "study/logs/train/tiny/mnist1d/mlp/bs64_lr0.05-0.15_seed0.log").is_file()
-    assert (tmp_path / "study/results/figures/tiny/composite.pdf").is_file()
+    study = module_run / "study"
+    assert len(list((study / "results/runs").rglob("*.parquet"))) == 9
+    assert (study / "resources/data/mnist1d/mnist1d.npz").is_file()
+    assert (study / "logs/train/tiny/mnist1d/mlp/bs64_lr0.05-0.15_seed0.log").is_file()
+    assert (study / "results/figures/tiny/composite.pdf").is_file()
+
+
+def test_a_second_run_of_the_grid_gives_identical_metrics_and_figures(tiny_workflow, module_run):
+    """The same config and seed, run again (as a module: its prefix changes paths, not what is computed)."""
+    study = module_run / "study"
+    metrics = [column for column in RUN_COLUMNS if column != "seconds"]
+    first_runs = sorted((tiny_workflow / "results/runs").rglob("*.parquet"))
+    assert len(first_runs) == 9
+    for path in first_runs:
+        first, _ = read_run(path)
+        second, _ = read_run(study / path.relative_to(tiny_workflow))
+        pd.testing.assert_frame_equal(first[metrics], second[metrics], check_exact=True)
+    assert digests(tiny_workflow / "results/figures") == digests(study / "results/figures")
+    first_table = (tiny_workflow / "results/stats/correlations.csv").read_bytes()
+    assert first_table == (study / "results/stats/correlations.csv").read_bytes()
 
 
 def test_bad_config_stops_before_any_job_with_one_message(tmp_path):
@@ -229,20 +260,6 @@ def test_bad_config_stops_before_any_job_with_one_message(tmp_path):
 def test_lint_is_clean():
     result = snakemake(REPO, None, "--lint")
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
-
-
-def test_a_second_run_of_the_grid_gives_identical_metrics_and_figures(tiny_workflow, tmp_path):
-    snakemake(tmp_path, write_config(tmp_path, tiny_config()), "--cores", "2")
-    metrics = [column for column in RUN_COLUMNS if column != "seconds"]
-    first_runs = sorted((tiny_workflow / "results/runs").rglob("*.parquet"))
-    assert len(first_runs) == 9
-    for path in first_runs:
-        first, _ = read_run(path)
-        second, _ = read_run(tmp_path / path.relative_to(tiny_workflow))
-        pd.testing.assert_frame_equal(first[metrics], second[metrics], check_exact=True)
-    assert digests(tiny_workflow / "results/figures") == digests(tmp_path / "results/figures")
-    first_table = (tiny_workflow / "results/stats/correlations.csv").read_bytes()
-    assert first_table == (tmp_path / "results/stats/correlations.csv").read_bytes()
 
 
 def test_report_bundles_every_figure_and_the_table(tiny_workflow):
@@ -263,11 +280,13 @@ def test_report_bundles_every_figure_and_the_table(tiny_workflow):
 
 
 def test_methods_without_kendall_still_write_every_statistics_output(tiny_workflow, tmp_path):
-    changed = tiny_config()
+    copy = tmp_path / "workflow"  # the shared run's results and Snakemake's records of them, left as they are
+    shutil.copytree(tiny_workflow, copy, symlinks=True)
+    changed = tiny_config(pack=SHARED_PACK)
     changed["analysis"] = {"methods": ["spearman"]}
     config_path = write_config(tmp_path, changed)
-    snakemake(tiny_workflow, config_path, "--cores", "2", "results/stats/correlations.csv")
-    table = pd.read_csv(tiny_workflow / "results/stats/correlations.csv")
+    assert planned_jobs(copy, config_path, "results/stats/correlations.csv") == {"stats": 1}
+    snakemake(copy, config_path, "--cores", "2", "results/stats/correlations.csv")
+    table = pd.read_csv(copy / "results/stats/correlations.csv")
     assert set(table["method"]) == {"spearman"}
-    assert len(pd.read_csv(tiny_workflow / "results/stats/granulated_kendall.csv")) == 3
-    snakemake(tiny_workflow, tiny_workflow / "config.yaml", "--cores", "2")  # back to the fixture's state
+    assert len(pd.read_csv(copy / "results/stats/granulated_kendall.csv")) == 3
