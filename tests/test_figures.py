@@ -129,11 +129,21 @@ def test_the_overlap_check_catches_overprinted_labels(paper):
     assert overlapping([label.get_window_extent(renderer) for label in axes.get_xticklabels()])
 
 
+@pytest.fixture(scope="module")
+def small() -> dict[str, pd.DataFrame]:
+    """Two scenarios of 5 x 5 cells and two seeds: the default study's shape, with bands."""
+    runs = paper_runs(
+        seeds=(0, 1), batch_sizes=(16, 32, 64, 128, 256), learning_rates=(0.04, 0.08, 0.12, 0.16, 0.2), scenarios=2
+    )
+    return {"runs": runs, "epochs": paper_epochs(runs), **statistics(runs, "exclude")}
+
+
 @pytest.mark.parametrize("name", ALL_FIGURES)
-def test_pdfs_embed_one_truetype_font_and_no_type_3(name, paper, tmp_path):
+def test_pdfs_embed_one_truetype_font_and_no_type_3(name, small, tmp_path):
+    """On the default study's shape: fonts and page sizes come from the settings, whatever the grid's size."""
     settings = settings_of(name)
     outputs = {extension: tmp_path / f"{name}.{extension}" for extension in ("pdf", "png", "csv")}
-    tables = {table: paper["exclude"][table] for table in FIGURE_TABLES[name]}
+    tables = {table: small[table] for table in FIGURE_TABLES[name]}
     draw(name, tables, scenario_of(name), settings, outputs)
     pdf = outputs["pdf"].read_bytes()
     assert b"/Type3" not in pdf and b"/CIDFontType2" in pdf and b"+DejaVuSans" in pdf  # TrueType outlines
@@ -286,15 +296,6 @@ def test_training_curves_show_train_and_test_at_whole_epochs_with_keys_beside_th
 
 
 # --- rebuilt byte for byte --------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def small() -> dict[str, pd.DataFrame]:
-    """Two scenarios of 5 x 5 cells and two seeds: the default study's shape, with bands."""
-    runs = paper_runs(
-        seeds=(0, 1), batch_sizes=(16, 32, 64, 128, 256), learning_rates=(0.04, 0.08, 0.12, 0.16, 0.2), scenarios=2
-    )
-    return {"runs": runs, "epochs": paper_epochs(runs), **statistics(runs, "exclude")}
 
 
 @pytest.mark.parametrize("name", ALL_FIGURES)
