@@ -99,8 +99,8 @@ def test_every_model_trains_one_epoch_as_its_job_runs_and_the_workflow_aggregate
     nine. A job's own process costs about 5 s of imports before it trains; the workflow's side is the same in
     every job, and the models differ only in what they train."""
     root = tmp_path / "data"
-    write_cifar(root, 10)
-    write_cifar(root, 100)
+    write_cifar(root, 10, per_batch=4)  # 20 training images: one SGD step at batch size 20 trains each model
+    write_cifar(root, 100, per_batch=4)
     write_mnist(root)
     write_imagefolder(root)
     patches = tmp_path / "patches"
