@@ -87,9 +87,9 @@ class ArraySignals(torch.utils.data.Dataset):
 
 
 def random_data(dataset: str, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    from bslr.catalog import DATASETS
+    from bslr.catalog import BUILTIN_DATASETS
 
-    spec, rng = DATASETS[dataset], np.random.default_rng(seed)
+    spec, rng = BUILTIN_DATASETS[dataset], np.random.default_rng(seed)
     labels = rng.integers(0, spec.num_classes, size=count)
     if dataset == "mnist1d":
         return rng.standard_normal((count, spec.input_shape[-1]), dtype=np.float32), labels
@@ -138,9 +138,9 @@ def reference_loaders(dataset, batch_size, device, workers, sizes):
     loaders over the train and test sets; workers and pinned memory as the script's defaults have them."""
     from torchvision import transforms
 
-    from bslr.catalog import DATASETS
+    from bslr.catalog import BUILTIN_DATASETS
 
-    spec = DATASETS[dataset]
+    spec = BUILTIN_DATASETS[dataset]
     (train_x, train_y), (test_x, test_y) = random_data(dataset, sizes[0]), random_data(dataset, sizes[1], seed=1)
     if dataset == "mnist1d":
         train_set, train_eval, test_set = (
@@ -167,15 +167,15 @@ def reference_loaders(dataset, batch_size, device, workers, sizes):
 
 def time_reference(model_name, dataset, batch_size, device, args) -> Timer:
     """The reference loop over whole epochs: DataLoader training steps, then evaluation of both sets."""
-    from bslr.catalog import DATASETS
+    from bslr.catalog import BUILTIN_DATASETS, BUILTIN_MODELS
     from bslr.models import build_model
 
-    spec = DATASETS[dataset]
+    spec = BUILTIN_DATASETS[dataset]
     train_loader, eval_loaders = reference_loaders(
         dataset, batch_size, device, args.workers, split_sizes(dataset, batch_size, args)
     )
     torch.manual_seed(0)
-    model = build_model(model_name, spec.input_shape, spec.num_classes).to(device)
+    model = build_model(BUILTIN_MODELS[model_name], spec.input_shape, spec.num_classes).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
 
     def train() -> int:
@@ -205,10 +205,10 @@ def time_reference(model_name, dataset, batch_size, device, args) -> Timer:
 
 def memory_data(dataset: str, sizes: tuple[int, int], device: torch.device):
     """bslr.data.MemoryData over random data of the set's shape, as load_dataset would build it."""
-    from bslr.catalog import DATASETS
+    from bslr.catalog import BUILTIN_DATASETS
     from bslr.data import MemoryData
 
-    spec = DATASETS[dataset]
+    spec = BUILTIN_DATASETS[dataset]
     (train_x, train_y), (test_x, test_y) = random_data(dataset, sizes[0]), random_data(dataset, sizes[1], seed=1)
     y_train, y_test = torch.from_numpy(train_y).to(device), torch.from_numpy(test_y).to(device)
     if dataset == "mnist1d":
@@ -241,16 +241,16 @@ def engine_settings(args: argparse.Namespace, precision: str, compile_mode: str)
 
 def project_setup(model_name, dataset, batch_size, device, args, settings):
     """bslr's engine options resolved and applied, the data on the device, the seeded initial model."""
-    from bslr.catalog import DATASETS
+    from bslr.catalog import BUILTIN_DATASETS, BUILTIN_MODELS
     from bslr.engine import configure_backends, resolve_engine
     from bslr.models import build_model
 
-    spec = DATASETS[dataset]
+    spec = BUILTIN_DATASETS[dataset]
     engine = resolve_engine(settings, device, len(spec.input_shape))
     configure_backends(engine)
     data = memory_data(dataset, split_sizes(dataset, batch_size, args), device)
     torch.manual_seed(0)
-    return engine, data, build_model(model_name, spec.input_shape, spec.num_classes).to(device)
+    return engine, data, build_model(BUILTIN_MODELS[model_name], spec.input_shape, spec.num_classes).to(device)
 
 
 def time_project(
@@ -276,11 +276,11 @@ def train_flop_per_image(model_name: str, dataset: str) -> float:
     """FLOPs of one forward and backward pass per image, counted by torch.utils.flop_counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from bslr.catalog import DATASETS
+    from bslr.catalog import BUILTIN_DATASETS, BUILTIN_MODELS
     from bslr.models import build_model
 
-    spec = DATASETS[dataset]
-    model = build_model(model_name, spec.input_shape, spec.num_classes)
+    spec = BUILTIN_DATASETS[dataset]
+    model = build_model(BUILTIN_MODELS[model_name], spec.input_shape, spec.num_classes)
     inputs = torch.randn(2, *spec.input_shape)
     counter = FlopCounterMode(display=False)
     with counter:
@@ -376,7 +376,7 @@ def project_grid(results: pd.DataFrame, grid_path: str, peak_tflops: float | Non
     Whole-epoch throughput is interpolated linearly in batch size between the measured batch sizes (and
     held constant beyond them); CIFAR-100 takes the CIFAR-10 measurements (the same shapes).
     """
-    from bslr.catalog import DATASETS
+    from bslr.catalog import BUILTIN_DATASETS
     from bslr.config import load_config_file
 
     config = load_config_file(grid_path)
@@ -388,7 +388,7 @@ def project_grid(results: pd.DataFrame, grid_path: str, peak_tflops: float | Non
             measured = results[(results["model"] == model) & (results["dataset"] == measured_on)]
             if measured.empty:
                 continue
-            spec = DATASETS[dataset]
+            spec = BUILTIN_DATASETS[dataset]
             images = np.array(
                 [runs_per_batch_size * experiment["epochs"] * spec.train_size] * len(experiment["batch_sizes"])
             )

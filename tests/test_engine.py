@@ -8,6 +8,7 @@ import torch
 
 import bslr.engine
 import bslr.train
+from bslr.catalog import BUILTIN_MODELS
 from bslr.data import MemoryData
 from bslr.engine import claim_gpu, resolve_engine
 from bslr.learners import build_learner
@@ -81,7 +82,7 @@ def test_channels_last_trains_the_same_model_in_nhwc():
         torch.manual_seed(0)
         learner = build_learner(
             "serial",
-            build_model("resnet20", (3, 32, 32), 10),
+            build_model(BUILTIN_MODELS["resnet20"], (3, 32, 32), 10),
             [{"lr": 0.01, "momentum": 0.0, "weight_decay": 0.0}],
             engine,
         )

@@ -9,6 +9,7 @@ over a few steps, on any CPU, so the comparison tests the learners' arithmetic, 
 import pytest
 import torch
 
+from bslr.catalog import BUILTIN_MODELS
 from bslr.config import resolve_learner
 from bslr.data import MemoryData
 from bslr.engine import resolve_engine
@@ -37,7 +38,7 @@ def test_stacked_equals_serial_in_float64(model_name, optimizer):
     shape = SHAPES[model_name]
     engine = resolve_engine(ENGINE, torch.device("cpu"), len(shape))
     torch.manual_seed(0)
-    base = build_model(model_name, shape, 10).double()
+    base = build_model(BUILTIN_MODELS[model_name], shape, 10).double()
     runs = [{"lr": lr, **optimizer} for lr in (0.01, 0.02, 0.05)]
     serial = build_learner("serial", base, runs, engine)
     stacked = build_learner("stacked", base, runs, engine)
@@ -73,7 +74,7 @@ def first_layer(learner) -> list[torch.Tensor]:
 def test_a_stopped_run_is_neither_stepped_nor_evaluated():
     engine = resolve_engine(ENGINE, torch.device("cpu"), 2)
     torch.manual_seed(0)
-    base = build_model("mlp", (1, 40), 10).double()
+    base = build_model(BUILTIN_MODELS["mlp"], (1, 40), 10).double()
     data = random_data((1, 40), 32, seed=3)
     for name in ("serial", "stacked"):
         learner = build_learner(name, base, [{"lr": 0.1, "momentum": 0.0, "weight_decay": 0.0}] * 2, engine)

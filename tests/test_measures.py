@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from bslr import measures
+from bslr.catalog import BUILTIN_MODELS
 from bslr.data import MemoryData
 from bslr.engine import resolve_engine
 from bslr.learners import build_learner
@@ -35,7 +36,7 @@ SHAPE, CLASSES, HIDDEN = (1, 8), 3, (16, 8)  # 8*16+16 + 16*8+8 + 8*3+3 = 307 we
 
 def small_mlp(seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return build_model("mlp", SHAPE, CLASSES, HIDDEN).double().eval()
+    return build_model(BUILTIN_MODELS["mlp"], SHAPE, CLASSES, HIDDEN).double().eval()
 
 
 def examples(count: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:

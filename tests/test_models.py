@@ -1,24 +1,25 @@
 import pytest
 import torch
 
-from bslr.catalog import DATASETS, MODEL_INPUT_RANK, MODEL_NAMES
-from bslr.models import MODELS, build_model
+from bslr.catalog import BUILTIN_DATASETS, BUILTIN_MODELS
+from bslr.models import BUILDERS, build_model
 
 
 def test_the_torch_free_catalog_names_every_model():
-    assert tuple(MODELS) == MODEL_NAMES and set(MODEL_INPUT_RANK) <= set(MODELS)
+    assert tuple(BUILDERS) == tuple(BUILTIN_MODELS)
+    assert all(spec.factory == f"bslr:{name}" and spec.builtin for name, spec in BUILTIN_MODELS.items())
 
 
 def test_mnist1d_models_map_signals_to_logits():
-    spec = DATASETS["mnist1d"]
+    spec = BUILTIN_DATASETS["mnist1d"]
     inputs = torch.randn(7, *spec.input_shape)
     for name in ("mlp", "cnn1d"):
-        model = build_model(name, spec.input_shape, spec.num_classes)
+        model = build_model(BUILTIN_MODELS[name], spec.input_shape, spec.num_classes)
         assert model(inputs).shape == (7, 10), name
 
 
 def test_mlp_has_the_documented_size():
-    model = MODELS["mlp"]((1, 40), 10)
+    model = BUILDERS["mlp"]((1, 40), 10)
     # 40*100+100 + 100*100+100 + 100*10+10
     assert sum(p.numel() for p in model.parameters()) == 15210
 
@@ -36,13 +37,13 @@ def test_mlp_has_the_documented_size():
     ],
 )
 def test_cifar_models_have_their_published_sizes(name, classes, parameters):
-    model = build_model(name, (3, 32, 32), classes)
+    model = build_model(BUILTIN_MODELS[name], (3, 32, 32), classes)
     assert sum(p.numel() for p in model.parameters()) == parameters
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, classes)
 
 
 def test_resnet110_is_three_stages_of_eighteen_blocks():
-    model = build_model("resnet110", (3, 32, 32), 10)
+    model = build_model(BUILTIN_MODELS["resnet110"], (3, 32, 32), 10)
     blocks = list(model.stages)
     assert len(blocks) == 54
     assert [block.conv1.out_channels for block in blocks[::18]] == [16, 32, 64]
@@ -52,10 +53,10 @@ def test_resnet110_is_three_stages_of_eighteen_blocks():
 
 
 def test_imagenet_models_come_from_torchvision_untrained():
-    assert sum(p.numel() for p in build_model("resnet18", (3, 224, 224), 1000).parameters()) == 11_689_512
-    assert sum(p.numel() for p in build_model("resnet50", (3, 224, 224), 1000).parameters()) == 25_557_032
+    assert sum(p.numel() for p in build_model(BUILTIN_MODELS["resnet18"], (3, 224, 224), 1000).parameters()) == 11_689_512
+    assert sum(p.numel() for p in build_model(BUILTIN_MODELS["resnet50"], (3, 224, 224), 1000).parameters()) == 25_557_032
 
 
 def test_mlp_hidden_sizes_are_configurable():
-    model = build_model("mlp", (1, 28, 28), 10, mlp_hidden=(512, 512))
+    model = build_model(BUILTIN_MODELS["mlp"], (1, 28, 28), 10, mlp_hidden=(512, 512))
     assert sum(p.numel() for p in model.parameters()) == 784 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10

@@ -265,6 +265,6 @@ def test_sigkilled_snakemake_job_resumes_to_identical_metrics(tmp_path):
     assert metadata["resumed"] == "true"
     assert "resuming from" in (tmp_path / "logs/train/tiny/mnist1d/cnn1d/bs16_lr0.1_seed0.log").read_text()
     data = tmp_path / "resources/data/mnist1d/mnist1d.npz"
-    reference, _ = train_one(json.loads(metadata["settings"]), RunOptions(generated_data=str(data)))
+    reference, _ = train_one(json.loads(metadata["settings"]), RunOptions(data_file=str(data)))
     pd.testing.assert_frame_equal(resumed[METRICS], reference[METRICS], check_exact=True)
     assert not (tmp_path / "results/checkpoints/tiny/mnist1d/cnn1d/bs16_lr0.1_seed0.pt").exists()

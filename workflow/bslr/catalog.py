@@ -1,12 +1,46 @@
 """What planning must know about data sets and models before any job runs, without importing torch.
 
-`bslr.data` and `bslr.models` hold the loaders and the networks; this module holds their names, shapes
-and sizes, so that validating a config and planning 1,600 jobs never pays for importing torch.
+One registry of each kind: the built-in entries below and a config's own (`models:` and `datasets:`,
+read by `bslr.registry`) are the same typed specs, looked up the same way (`Catalog`). `bslr.data` and
+`bslr.models` build from a spec; this module holds only names, shapes, sizes and costs, so that validating
+a config and planning 1,600 jobs never pays for importing torch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+# Factory kinds of a model or data set entry: `bslr:NAME` (built in), `module:callable` or
+# `path/to/file.py:callable` (the user's own code), `torchvision:NAME`, `timm:NAME` (models only).
+LIBRARY_KINDS = ("torchvision", "timm")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model a config can name: built in, or declared under the config's `models:`."""
+
+    name: str
+    factory: str  # `bslr:mlp`, `mynets:wide_resnet`, `nets.py:wide_resnet`, `torchvision:resnet18`, `timm:NAME`
+    kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
+    display: str = ""
+    input_rank: int | None = None  # 3 for (C, H, W) only, 2 for (C, L) only, None: any input
+    cost: float | None = 1.0  # time per epoch relative to ResNet-56's (for `runtime: auto`); None: unknown
+    source_sha256: str | None = None  # the user's module source, so that editing it re-trains its runs
+
+    @property
+    def builtin(self) -> bool:
+        return self.factory.startswith("bslr:")
+
+    @property
+    def kind(self) -> str:
+        """`bslr`, `torchvision`, `timm` or `module` (the user's own code)."""
+        prefix = self.factory.split(":", 1)[0]
+        return prefix if prefix in ("bslr", *LIBRARY_KINDS) else "module"
+
+    def protocol(self) -> dict[str, Any]:
+        """What of a user's model defines a run's result (in its settings and its per-run file's metadata)."""
+        return {"factory": self.factory, "kwargs": dict(self.kwargs), "source_sha256": self.source_sha256}
 
 
 @dataclass(frozen=True)
@@ -17,14 +51,60 @@ class DatasetSpec:
     num_classes: int
     input_shape: tuple[int, ...]
     train_size: int
-    mean: tuple[float, ...] = ()
+    mean: tuple[float, ...] = ()  # per channel; empty: computed from the training set (user data sets)
     std: tuple[float, ...] = ()
     generated_file: str | None = None  # relative to data.root, made by a workflow rule
     expected: str = ""  # where the files go under data.root, for error messages
+    format: str = "builtin"  # or a user's: `npz`, `imagefolder`, `factory`
+    path: str | None = None  # a user's npz file or image folder
+    image_size: int | None = None  # imagefolder: images resized and centre-cropped to this square
+    augment: str = "none"  # under `training.augment: standard`: `crop_flip` or `none`
+    factory: str | None = None  # format `factory`: `module:callable` returning the arrays or two Datasets
+    kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
+    source_sha256: str | None = None
+    display: str = ""
+    minutes_per_epoch: float | None = None  # of one run on one GPU (CPU for MNIST-1D); None: unknown
+    memory_mb: int = 4000  # a training job's memory request under `mem_mb: auto`
+
+    @property
+    def builtin(self) -> bool:
+        return self.format == "builtin"
+
+    def protocol(self) -> dict[str, Any]:
+        """What of a user's data set defines a run's result: its declaration and the shapes read from it."""
+        declared = {
+            "format": self.format,
+            "path": self.path,
+            "image_size": self.image_size,
+            "augment": self.augment,
+            "factory": self.factory,
+            "kwargs": dict(self.kwargs),
+            "source_sha256": self.source_sha256,
+            "mean": list(self.mean) or None,
+            "std": list(self.std) or None,
+        }
+        shapes = {"input_shape": list(self.input_shape), "num_classes": self.num_classes, "train_size": self.train_size}
+        return {key: value for key, value in {**declared, **shapes}.items() if value is not None}
+
+    @classmethod
+    def from_protocol(cls, name: str, protocol: dict[str, Any]) -> DatasetSpec:
+        fields = dict(protocol)
+        fields["input_shape"] = tuple(fields["input_shape"])
+        fields["mean"], fields["std"] = tuple(fields.get("mean") or ()), tuple(fields.get("std") or ())
+        return cls(name=name, **fields)
 
 
-DATASETS: dict[str, DatasetSpec] = {
-    "mnist1d": DatasetSpec("mnist1d", 10, (1, 40), 4000, generated_file="mnist1d/mnist1d.npz"),
+BUILTIN_DATASETS: dict[str, DatasetSpec] = {
+    "mnist1d": DatasetSpec(
+        "mnist1d",
+        10,
+        (1, 40),
+        4000,
+        generated_file="mnist1d/mnist1d.npz",
+        display="MNIST-1D",
+        minutes_per_epoch=0.05,
+        memory_mb=2000,
+    ),
     "mnist": DatasetSpec(
         "mnist",
         10,
@@ -33,6 +113,9 @@ DATASETS: dict[str, DatasetSpec] = {
         (0.1307,),
         (0.3081,),
         expected="MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (torchvision.datasets.MNIST)",
+        display="MNIST",
+        minutes_per_epoch=0.2,
+        memory_mb=4000,
     ),
     "cifar10": DatasetSpec(
         "cifar10",
@@ -42,6 +125,10 @@ DATASETS: dict[str, DatasetSpec] = {
         (0.4914, 0.4822, 0.4465),
         (0.2470, 0.2435, 0.2616),
         expected="cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta} (the 'CIFAR-10 python version')",
+        augment="crop_flip",
+        display="CIFAR-10",
+        minutes_per_epoch=1.0,
+        memory_mb=8000,
     ),
     "cifar100": DatasetSpec(
         "cifar100",
@@ -51,6 +138,10 @@ DATASETS: dict[str, DatasetSpec] = {
         (0.5071, 0.4865, 0.4409),
         (0.2673, 0.2564, 0.2762),
         expected="cifar-100-python/{train,test,meta} (the 'CIFAR-100 python version')",
+        augment="crop_flip",
+        display="CIFAR-100",
+        minutes_per_epoch=1.0,
+        memory_mb=8000,
     ),
     "imagenet": DatasetSpec(
         "imagenet",
@@ -60,38 +151,74 @@ DATASETS: dict[str, DatasetSpec] = {
         (0.485, 0.456, 0.406),
         (0.229, 0.224, 0.225),
         expected="imagenet/train/<class>/*.JPEG and imagenet/val/<class>/*.JPEG (an ImageFolder tree)",
+        augment="random_resized_crop_flip",
+        display="ImageNet",
+        minutes_per_epoch=60.0,
+        memory_mb=32000,
     ),
 }
 
-# Every model `bslr.models.MODELS` builds (a test keeps the two in step).
-MODEL_NAMES = ("mlp", "cnn1d", "resnet20", "resnet56", "resnet110", "vgg19", "alexnet", "resnet18", "resnet50")
 
-# Which input each model is made for: image models need (C, H, W), cnn1d needs (C, L); the rest take any.
-MODEL_INPUT_RANK = {"cnn1d": 2, "resnet20": 3, "resnet56": 3, "resnet110": 3, "vgg19": 3, "alexnet": 3}
+def _builtin(name: str, display: str, input_rank: int | None = None, cost: float = 1.0) -> ModelSpec:
+    return ModelSpec(name, f"bslr:{name}", display=display, input_rank=input_rank, cost=cost)
 
-# How figures and reports name models and data sets (the config uses the keys). Names not listed print as
-# they are written in the config.
-DISPLAY_NAMES = {
-    "mlp": "MLP",
-    "cnn1d": "1-D CNN",
-    "resnet20": "ResNet-20",
-    "resnet56": "ResNet-56",
-    "resnet110": "ResNet-110",
-    "vgg19": "VGG-19",
-    "alexnet": "AlexNet",
-    "resnet18": "ResNet-18",
-    "resnet50": "ResNet-50",
-    "mnist1d": "MNIST-1D",
-    "mnist": "MNIST",
-    "cifar10": "CIFAR-10",
-    "cifar100": "CIFAR-100",
-    "imagenet": "ImageNet",
+
+# Every model `bslr.models.BUILDERS` builds (a test keeps the two in step). Image models need (C, H, W),
+# cnn1d needs (C, L); the rest take any input.
+BUILTIN_MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        _builtin("mlp", "MLP"),
+        _builtin("cnn1d", "1-D CNN", 2),
+        _builtin("resnet20", "ResNet-20", 3),
+        _builtin("resnet56", "ResNet-56", 3),
+        _builtin("resnet110", "ResNet-110", 3, cost=2.0),
+        _builtin("vgg19", "VGG-19", 3, cost=1.5),
+        _builtin("alexnet", "AlexNet", 3),
+        _builtin("resnet18", "ResNet-18"),
+        _builtin("resnet50", "ResNet-50", cost=2.0),
+    )
 }
 
 
+@dataclass(frozen=True)
+class Catalog:
+    """The models and data sets a config can name: the built-in ones and its own, in one lookup."""
+
+    models: dict[str, ModelSpec] = field(default_factory=lambda: dict(BUILTIN_MODELS), hash=False)
+    datasets: dict[str, DatasetSpec] = field(default_factory=lambda: dict(BUILTIN_DATASETS), hash=False)
+
+    def display_name(self, name: str) -> str:
+        """The printed name of a model or data set (`ResNet-110`, `CIFAR-10`), or the config's key."""
+        spec = self.models.get(name) or self.datasets.get(name)
+        return (spec.display if spec else "") or name
+
+    def user_display_names(self) -> dict[str, str]:
+        """The printed names a config's own entries declare (figures and the report need them)."""
+        entries = [*self.models.values(), *self.datasets.values()]
+        return {spec.name: spec.display for spec in entries if not spec.builtin and spec.display}
+
+
+BUILTIN = Catalog()
+
+
 def display_name(name: str) -> str:
-    """The printed name of a model or data set: `ResNet-110`, `CIFAR-10`."""
-    return DISPLAY_NAMES.get(name, name)
+    """The printed name of a built-in model or data set; other names print as the config writes them."""
+    return BUILTIN.display_name(name)
+
+
+def model_of(settings: dict[str, Any]) -> ModelSpec:
+    """The model a run's settings name: a built-in one, or the user's entry its settings carry."""
+    if "model_spec" in settings:
+        return ModelSpec(settings["model"], **settings["model_spec"])
+    return BUILTIN_MODELS[settings["model"]]
+
+
+def dataset_of(settings: dict[str, Any]) -> DatasetSpec:
+    """The data set a run's settings name: a built-in one, or the user's entry its settings carry."""
+    if "dataset_spec" in settings:
+        return DatasetSpec.from_protocol(settings["dataset"], settings["dataset_spec"])
+    return BUILTIN_DATASETS[settings["dataset"]]
 
 
 # The columns each measure (`training.measures`) adds to the rows it is taken at (NaN on the others); a

@@ -8,9 +8,9 @@ import json
 import sys
 from collections.abc import Sequence
 
-from bslr.errors import ConfigError, DataError, Interrupted, OutOfMemory, RunFileError
+from bslr.errors import ConfigError, DataError, Interrupted, ModelError, OutOfMemory, RunFileError
 
-EXPECTED_ERRORS = (ConfigError, DataError, RunFileError, OutOfMemory)
+EXPECTED_ERRORS = (ConfigError, DataError, RunFileError, OutOfMemory, ModelError)
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
@@ -86,7 +86,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         checkpoint=args.checkpoint,
         keep_checkpoint=args.keep_checkpoint,
         deterministic=args.deterministic,
-        generated_data=args.data,
+        data_file=args.data,
     )
     if args.execution:  # the workflow's per-experiment options file (see workflow/rules/train.smk)
         execution = read_execution_options(args.execution)
@@ -266,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--deterministic", action="store_true", help="deterministic CUDA kernels")
     command.add_argument("--execution", help="a JSON file of execution options, in place of the four above")
     command.add_argument(
-        "--data", help="the generated data set's file (MNIST-1D), if not under the settings' data_root"
+        "--data",
+        help="the data file the rule gives: generated MNIST-1D (if not under data_root) or a config's npz",
     )
     command.set_defaults(run=cmd_train)
 

@@ -20,8 +20,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from bslr.catalog import DATASETS, MEASURE_COLUMNS, MODEL_INPUT_RANK, MODEL_NAMES
+from bslr.catalog import MEASURE_COLUMNS, Catalog
 from bslr.errors import ConfigError
+from bslr.registry import catalog_of, resolve_entries
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
@@ -95,7 +96,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "oneOf" and where.endswith(("batch_sizes", "learning_rates")):
         return (
             f"config key {where} = {json.dumps(error.instance)} is neither a non-empty list of distinct "
-            "values > 0 nor a range {start, stop, step} with values > 0 (integers for batch sizes)"
+            "values > 0, nor a range {start, stop, step}, nor {start, stop, num, scale: linear|log}, with values > 0 "
+            "(integers for batch sizes)"
         )
     if error.validator == "oneOf":
         forms = "; ".join(_form(option) for option in error.schema["oneOf"])
@@ -186,21 +188,45 @@ def fill_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any]) -
 
 
 def expand_values(value: Any, key: str, integer: bool) -> list:
-    """A list stays as it is; {start, stop, step} becomes every value from start to stop inclusive.
+    """A list stays as it is; {start, stop, step} becomes every value from start to stop inclusive;
+    {start, stop, num, scale} becomes `num` values from start to stop, equally spaced on that scale.
 
-    Decimal arithmetic makes 0.01..0.20 step 0.01 exactly 20 values, 0.01 ... 0.2.
+    Decimal arithmetic makes 0.01..0.20 step 0.01 exactly 20 values, 0.01 ... 0.2. Spaced values are
+    rounded to three significant digits (to integers for batch sizes), so that file names stay short and
+    a grid reads as written: {start: 0.001, stop: 1, num: 4, scale: log} is 0.001, 0.01, 0.1, 1.0.
     """
     if isinstance(value, list):
         return [int(v) if integer else float(v) for v in value]
-    start, stop, step = (Decimal(str(value[k])) for k in ("start", "stop", "step"))
-    if start > stop:
+    if value["start"] > value["stop"]:
         raise ConfigError(
             f"config key {key} = {json.dumps(value)}: start {value['start']} is greater than stop "
             f"{value['stop']}; swap them or give a list"
         )
+    if "num" in value:
+        return spaced_values(value, key, integer)
+    start, stop, step = (Decimal(str(value[k])) for k in ("start", "stop", "step"))
     count = int((stop - start) / step) + 1
     values = [start + i * step for i in range(count)]
     return [int(v) if integer else float(v) for v in values]
+
+
+def spaced_values(value: dict[str, Any], key: str, integer: bool) -> list:
+    """`num` values from start to stop, equally spaced on a linear or a log scale, rounded (see above)."""
+    start, stop, num, scale = value["start"], value["stop"], value["num"], value.get("scale", "linear")
+    fractions = [index / (num - 1) for index in range(num)]
+    if scale == "log":
+        raw = [start * (stop / start) ** fraction for fraction in fractions]
+    else:
+        raw = [start + (stop - start) * fraction for fraction in fractions]
+    values = [round(v) if integer else float(f"{v:.3g}") for v in raw]
+    values[0], values[-1] = (int(start), int(stop)) if integer else (float(start), float(stop))
+    if len(set(values)) < len(values):
+        kind = "integers" if integer else "three significant digits"
+        raise ConfigError(
+            f"config key {key} = {json.dumps(value)} gives repeated values when rounded to {kind} ({values}); "
+            "ask for fewer values (num) or a wider range"
+        )
+    return values
 
 
 @functools.cache
@@ -216,7 +242,7 @@ def with_protocol_defaults(settings: dict[str, Any]) -> dict[str, Any]:
     return {**json.loads(_protocol_defaults()), **settings}
 
 
-def check_budget(name: str, experiment: dict[str, Any], training: dict[str, Any]) -> None:
+def check_budget(name: str, experiment: dict[str, Any], training: dict[str, Any], catalog: Catalog) -> None:
     """Exactly one length per experiment (`epochs` or `budget.steps`); an accuracy target is a fraction."""
     budget, where = training["budget"], f"experiments.{name}"
     if budget["steps"] is None and "epochs" not in experiment:
@@ -244,7 +270,9 @@ def check_budget(name: str, experiment: dict[str, Any], training: dict[str, Any]
         from bslr.budget import Budget  # it imports this module
 
         smallest = {**training, "epochs": experiment.get("epochs"), "batch_size": min(experiment["batch_sizes"])}
-        shortest = min(Budget.of(smallest, DATASETS[dataset].train_size).epochs for dataset in experiment["datasets"])
+        shortest = min(
+            Budget.of(smallest, catalog.datasets[dataset].train_size).epochs for dataset in experiment["datasets"]
+        )
         late = [epoch for epoch in training["measurement"]["epochs"] if epoch > shortest]
         if late:
             raise ConfigError(
@@ -272,35 +300,58 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
         for key in set(config["training"]) - given[name]:
             experiment.pop(key, None)
 
+    resolve_entries(config)
+    catalog = catalog_of(config)
     for name, experiment in config["experiments"].items():
         prefix = f"experiments.{name}"
-        for key, known in (("models", MODEL_NAMES), ("datasets", DATASETS)):
+        for key, known in (("models", catalog.models), ("datasets", catalog.datasets)):
             for item in experiment[key]:
                 if item not in known:
                     raise ConfigError(
-                        f"config key {prefix}.{key} names unknown {key[:-1]} {item!r}; "
-                        f"known {key}: {', '.join(sorted(known))}"
+                        f"config key {prefix}.{key} names unknown {key[:-1]} {item!r}; known {key}: "
+                        f"{', '.join(sorted(known))} (declare your own under the config's top-level {key}:)"
                     )
         for model, dataset in itertools.product(experiment["models"], experiment["datasets"]):
-            rank = MODEL_INPUT_RANK.get(model)
-            if rank is not None and rank != len(DATASETS[dataset].input_shape):
+            rank, shape = catalog.models[model].input_rank, catalog.datasets[dataset].input_shape
+            if rank is not None and rank != len(shape):
                 raise ConfigError(
                     f"config key {prefix}: model {model} cannot take {dataset} inputs of shape "
-                    f"{DATASETS[dataset].input_shape}; put them in separate experiments"
+                    f"{shape}; put them in separate experiments"
                 )
         experiment["batch_sizes"] = expand_values(experiment["batch_sizes"], f"{prefix}.batch_sizes", True)
         experiment["learning_rates"] = expand_values(experiment["learning_rates"], f"{prefix}.learning_rates", False)
         for dataset in experiment["datasets"]:
-            size = DATASETS[dataset].train_size
+            size = catalog.datasets[dataset].train_size
             too_large = [b for b in experiment["batch_sizes"] if b > size]
             if too_large:
                 raise ConfigError(
                     f"config key {prefix}.batch_sizes has {too_large} larger than the {size} training "
                     f"examples of {dataset}; use batch sizes of at most {size}"
                 )
-        check_budget(name, experiment, training_settings(config, name))
+        training = training_settings(config, name)
+        check_budget(name, experiment, training, catalog)
+        check_resources(name, experiment, training, catalog)
     check_measured_outcomes(config)
     return config
+
+
+def check_resources(name: str, experiment: dict[str, Any], training: dict[str, Any], catalog: Catalog) -> None:
+    """One GPU per job at most, and a time limit for jobs whose time bslr cannot estimate."""
+    where = f"experiments.{name}" if "gpus" in experiment or "runtime" in experiment else "training"
+    if isinstance(training["gpus"], int) and training["gpus"] > 1:
+        raise ConfigError(
+            f"config key {where}.gpus = {training['gpus']}: a training job trains on one GPU (several runs of a "
+            "pack share it); give gpus: 1, and several jobs per GPU with --resources gpu_slots=N (docs/performance.md)"
+        )
+    if training["runtime"] != "auto":
+        return
+    unknown = [model for model in experiment["models"] if catalog.models[model].cost is None]
+    unknown += [data for data in experiment["datasets"] if catalog.datasets[data].minutes_per_epoch is None]
+    if unknown:
+        raise ConfigError(
+            f"config key {where}.runtime = auto cannot estimate the time of {', '.join(unknown)} (your own); give "
+            "runtime: the minutes a training job may take (a SLURM job's time limit; any value serves a local run)"
+        )
 
 
 def check_measured_outcomes(config: dict[str, Any]) -> None:
@@ -330,11 +381,14 @@ def training_settings(config: dict[str, Any], experiment: str) -> dict[str, Any]
     return settings
 
 
-def run_settings(config: dict[str, Any], run: Any) -> dict[str, Any]:
+def run_settings(config: dict[str, Any], run: Any, catalog: Catalog | None = None) -> dict[str, Any]:
     """Everything that defines a run's result: the protocol a training job is invalidated by.
 
     The pack's learner is part of it (`stacked` computes with other kernels than a run alone; `serial`
-    is exactly a run alone), the pack's size is not (it only decides how many runs share a job).
+    is exactly a run alone), the pack's size is not (it only decides how many runs share a job). A model
+    or data set of the config's own adds its declaration (`model_spec`, `dataset_spec`: factory, kwargs,
+    the source's hash, the shapes read from the data), so that the run's settings alone say how to train it.
+    `catalog`: the config's (`catalog_of`), where the caller holds it already.
     """
     training = training_settings(config, run.experiment)
     settings = {k: v for k, v in training.items() if k not in NON_PROTOCOL_KEYS}
@@ -355,6 +409,12 @@ def run_settings(config: dict[str, Any], run: Any) -> dict[str, Any]:
         download=config["data"]["download"],
         **({} if epochs is None else {"epochs": epochs}),
     )
+    catalog = catalog or catalog_of(config)
+    model, dataset = catalog.models[run.model], catalog.datasets[run.dataset]
+    if not model.builtin:
+        settings["model_spec"] = model.protocol()
+    if not dataset.builtin:
+        settings["dataset_spec"] = dataset.protocol()
     return dict(sorted(settings.items()))
 
 
@@ -364,13 +424,6 @@ def resolve_learner(name: str, runs: int) -> str:
     if name == "auto":
         return "stacked" if runs > 1 else "serial"
     return name
-
-
-# Rough minutes per epoch of one run on one GPU (CPU for MNIST-1D), for `runtime: auto` time limits;
-# generous on purpose: a job killed by its time limit costs more than one that waits in the queue longer.
-MINUTES_PER_EPOCH = {"mnist1d": 0.05, "mnist": 0.2, "cifar10": 1.0, "cifar100": 1.0, "imagenet": 60.0}
-MODEL_COST = {"resnet110": 2.0, "vgg19": 1.5, "resnet56": 1.0, "resnet50": 2.0}
-MEMORY_MB = {"mnist1d": 2000, "mnist": 4000, "cifar10": 8000, "cifar100": 8000, "imagenet": 32000}
 
 
 EVALUATION_COST = 0.5  # of a training epoch, for one evaluation of both sets
@@ -384,37 +437,45 @@ def evaluations(budget: Any) -> int:
     return math.ceil(budget.epochs / budget.every)
 
 
-def job_resources(config: dict[str, Any], experiment: str, model: str, dataset: str, runs: int = 1) -> dict[str, int]:
+def job_resources(
+    config: dict[str, Any], experiment: str, model: str, dataset: str, runs: int = 1, catalog: Catalog | None = None
+) -> dict[str, int]:
     """Resources of one training job of `runs` runs: `gpu` count, `gpu_slots`, `mem_mb`, `runtime` (minutes).
 
     `gpu_slots` is 1 for a job on a GPU: `snakemake --resources gpu_slots=4` runs four jobs per GPU
     (see docs/performance.md). A serial pack takes its runs' time one after another; a stacked pack is
-    given half of that (its runs share each batched kernel), never less than one run's.
+    given half of that (its runs share each batched kernel), never less than one run's. The time per
+    epoch is the data set's (`minutes_per_epoch`, one run on one GPU; CPU for MNIST-1D; generous on
+    purpose: a job killed by its time limit costs more than one that waits longer in the queue) times the
+    model's relative cost; a config's own models and data sets give `runtime` instead.
     """
     from bslr.budget import Budget
 
     settings = training_settings(config, experiment)
-    spec = config["experiments"][experiment]
+    catalog = catalog or catalog_of(config)
+    spec, data, network = config["experiments"][experiment], catalog.datasets[dataset], catalog.models[model]
     budgets = [
-        Budget.of({**settings, "epochs": spec.get("epochs"), "batch_size": size}, DATASETS[dataset].train_size)
+        Budget.of({**settings, "epochs": spec.get("epochs"), "batch_size": size}, data.train_size)
         for size in spec["batch_sizes"]
     ]
-    # the most epochs any batch size may take, in epochs evaluated once each as MINUTES_PER_EPOCH assumes;
+    # the most epochs any batch size may take, in epochs evaluated once each as `minutes_per_epoch` assumes;
     # each further evaluation costs up to half an epoch (a full pass over both sets: 0.34 to 0.52 of a
     # training epoch measured on CIFAR), and the measures up to a third more (18-34% in docs/findings.md)
     epochs = max(budget.epochs + EVALUATION_COST * max(0, evaluations(budget) - budget.epochs) for budget in budgets)
     wants_gpu = dataset != "mnist1d" and settings["device"] != "cpu"
-    per_run = epochs * MINUTES_PER_EPOCH[dataset] * MODEL_COST.get(model, 1.0) * 1.5
-    if settings["measures"]:
-        per_run *= MEASURE_COST
-    share = max(1.0, runs / 2) if resolve_learner(settings["pack"]["learner"], runs) == "stacked" else runs
-    runtime = math.ceil(per_run * share) + 10
+    runtime = settings["runtime"]
+    if runtime == "auto":
+        per_run = epochs * data.minutes_per_epoch * network.cost * 1.5
+        if settings["measures"]:
+            per_run *= MEASURE_COST
+        share = max(1.0, runs / 2) if resolve_learner(settings["pack"]["learner"], runs) == "stacked" else runs
+        runtime = math.ceil(per_run * share) + 10
     gpu = int(wants_gpu) if settings["gpus"] == "auto" else settings["gpus"]
     return {
         "gpu": gpu,
         "gpu_slots": int(gpu > 0),
-        "mem_mb": MEMORY_MB[dataset] if settings["mem_mb"] == "auto" else settings["mem_mb"],
-        "runtime": runtime if settings["runtime"] == "auto" else settings["runtime"],
+        "mem_mb": data.memory_mb if settings["mem_mb"] == "auto" else settings["mem_mb"],
+        "runtime": runtime,
     }
 
 

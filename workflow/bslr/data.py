@@ -5,6 +5,11 @@ arguments; its `get_dataset` helper downloads a pickle and is never used here. C
 read by `torchvision.datasets` from their usual on-disk formats, then held as uint8 tensors on the
 device; normalisation and augmentation (padded random crop, horizontal flip) run batched on the device.
 ImageNet is an ImageFolder tree read by DataLoader workers with torchvision transforms.
+
+A config's own data sets (`bslr.registry` reads their shapes at planning) load the same ways: an npz's
+arrays and a small image folder in memory on the device, normalised per channel with the training set's
+mean and standard deviation unless the config gives them; a large image folder by DataLoader workers; a
+factory's arrays in memory, its Datasets by workers.
 """
 
 from __future__ import annotations
@@ -14,13 +19,15 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from bslr.catalog import DATASETS, DatasetSpec
-from bslr.errors import DataError
+from bslr.catalog import BUILTIN_DATASETS, DatasetSpec
+from bslr.errors import DataError, ModelError
 from bslr.plan import generated_path
+from bslr.registry import IMAGE_EXTENSIONS, IN_MEMORY_BYTES, NPZ_ARRAYS
 
 
 def atomic_savez(path: Path, **arrays: np.ndarray) -> None:
@@ -61,7 +68,7 @@ class MemoryData:
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
-    mean: torch.Tensor | None = None  # per channel, for uint8 images
+    mean: torch.Tensor | None = None  # per channel, of inputs scaled to [0, 1] (uint8 ones divided by 255)
     std: torch.Tensor | None = None
     crop_flip: bool = False  # 4-pixel zero-padded random crop and horizontal flip
     augment_generator: torch.Generator | None = field(default=None, repr=False)
@@ -69,7 +76,9 @@ class MemoryData:
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         if self.mean is None:
             return images
-        return (images.float().div_(255) - self.mean) / self.std
+        if images.dtype == torch.uint8:
+            return (images.float().div_(255) - self.mean) / self.std
+        return (images - self.mean) / self.std
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
         """Padded random crop and flip, batched: each image gets its own offsets and coin."""
@@ -201,7 +210,7 @@ def read_torchvision(name: str, root: str | Path, download: bool) -> tuple[torch
         train = classes(str(root), train=True, download=download)
         test = classes(str(root), train=False, download=download)
     except Exception as error:  # torchvision raises RuntimeError when missing, others when corrupt
-        raise missing(DATASETS[name], root, error) from error
+        raise missing(BUILTIN_DATASETS[name], root, error) from error
 
     def images(dataset) -> torch.Tensor:
         data = torch.as_tensor(np.asarray(dataset.data))
@@ -217,7 +226,7 @@ def load_imagenet(root: str | Path, augment: bool, device: torch.device, workers
     import torchvision.datasets as datasets
     from torchvision import transforms
 
-    spec = DATASETS["imagenet"]
+    spec = BUILTIN_DATASETS["imagenet"]
     normalise = [transforms.ToTensor(), transforms.Normalize(spec.mean, spec.std)]
     train_transform = (
         [transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip()]
@@ -235,26 +244,162 @@ def load_imagenet(root: str | Path, augment: bool, device: torch.device, workers
     return LoaderData(train_set, train_eval_set, test_set, device, workers)
 
 
+def channel_statistics(x_train: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of training inputs (uint8 scaled to [0, 1]), in float64.
+
+    The channel axis is the first of each example's shape ((C, H, W), (C, L)); inputs of one axis are one
+    channel. A constant channel gets a standard deviation of 1, so that it stays finite (zero) when normalised.
+    """
+    values = x_train.astype(np.float64) / (255.0 if x_train.dtype == np.uint8 else 1.0)
+    axes = (0, *range(2, values.ndim)) if values.ndim > 2 else None
+    mean, std = np.atleast_1d(values.mean(axis=axes)), np.atleast_1d(values.std(axis=axes))
+    return tuple(mean.tolist()), tuple(np.where(std > 0, std, 1.0).tolist())
+
+
+def memory_data(
+    spec: DatasetSpec, arrays: dict[str, np.ndarray | torch.Tensor], augment: bool, device: torch.device, seed: int
+) -> MemoryData:
+    """A config's own data set from its four arrays, checked against what planning read, on `device`."""
+    arrays = {key: np.asarray(arrays[key]) for key in NPZ_ARRAYS}
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.shape[1:] != spec.input_shape or len(y) != len(x):
+            raise DataError(
+                f"data set {spec.name}: x_{split} is {x.shape} with {len(y)} labels, but the plan expects "
+                f"(examples, {', '.join(map(str, spec.input_shape))}) with one label each; re-run snakemake to "
+                "re-plan from the data as it is now"
+            )
+        if len(y) and (y.min() < 0 or y.max() >= spec.num_classes):
+            raise DataError(f"data set {spec.name}: y_{split} has labels outside 0..{spec.num_classes - 1}")
+    if len(arrays["x_train"]) != spec.train_size:
+        raise DataError(
+            f"data set {spec.name} has {len(arrays['x_train'])} training examples, the plan {spec.train_size}; re-run "
+            "snakemake to re-plan"
+        )
+    mean, std = (spec.mean, spec.std) if spec.mean else channel_statistics(arrays["x_train"])
+    rank = len(spec.input_shape)
+    view = (1, -1, *([1] * (rank - 1))) if rank > 1 else (1, 1)
+    inputs = {key: arrays[key] if arrays[key].dtype == np.uint8 else arrays[key].astype(np.float32) for key in arrays}
+    tensors = {key: torch.as_tensor(value).to(device) for key, value in inputs.items()}
+    return MemoryData(
+        x_train=tensors["x_train"],
+        y_train=tensors["y_train"].long(),
+        x_test=tensors["x_test"],
+        y_test=tensors["y_test"].long(),
+        mean=torch.tensor(mean, dtype=torch.float32, device=device).view(view),
+        std=torch.tensor(std, dtype=torch.float32, device=device).view(view),
+        crop_flip=augment and spec.augment == "crop_flip",
+        augment_generator=torch.Generator(device=device).manual_seed(seed),
+    )
+
+
+def read_npz(spec: DatasetSpec, path: str | Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path) as arrays:
+            return {key: arrays[key] for key in NPZ_ARRAYS}
+    except Exception as error:  # a missing, truncated or foreign file: numpy raises several kinds
+        raise DataError(
+            f"data set {spec.name}: {path} is unreadable ({error}); write it again with np.savez(path, x_train=..., "
+            "y_train=..., x_test=..., y_test=...)"
+        ) from error
+
+
+def image_folder_transforms(spec: DatasetSpec, augment: bool, tensors: bool) -> tuple[Any, Any]:
+    """(training, evaluation) transforms of an image folder: resize and centre-crop to `image_size`, then
+    uint8 tensors (`tensors`, for data held in memory) or normalised floats with crop and flip for workers."""
+    from torchvision import transforms
+
+    size = [transforms.Resize(spec.image_size), transforms.CenterCrop(spec.image_size)]
+    if tensors:
+        return transforms.Compose([*size, transforms.PILToTensor()]), None
+    normalise = [transforms.ToTensor(), transforms.Normalize(spec.mean, spec.std)]
+    crop_flip = (
+        [transforms.RandomCrop(spec.image_size, padding=4), transforms.RandomHorizontalFlip()]
+        if augment and spec.augment == "crop_flip"
+        else []
+    )
+    return transforms.Compose([*size, *crop_flip, *normalise]), transforms.Compose([*size, *normalise])
+
+
+def load_image_folder(
+    spec: DatasetSpec, augment: bool, device: torch.device, seed: int, workers: int
+) -> MemoryData | LoaderData:
+    """An image folder (train/<class>/*, test/<class>/*): in memory where it fits, else read by workers."""
+    import torchvision.datasets as datasets
+
+    root = Path(spec.path)
+    count = sum(1 for file in root.rglob("*") if file.suffix.lower() in IMAGE_EXTENSIONS)
+    try:
+        if count * 3 * spec.image_size**2 <= IN_MEMORY_BYTES:
+            decode, _ = image_folder_transforms(spec, augment, tensors=True)
+            arrays = {}
+            for split in ("train", "test"):
+                folder = datasets.ImageFolder(str(root / split), decode)
+                images = [folder[index] for index in range(len(folder))]
+                arrays[f"x_{split}"] = torch.stack([image for image, _ in images]).numpy()
+                arrays[f"y_{split}"] = np.array([label for _, label in images], dtype=np.int64)
+            return memory_data(spec, arrays, augment, device, seed)
+        train_transform, eval_transform = image_folder_transforms(spec, augment, tensors=False)
+        train_set = datasets.ImageFolder(str(root / "train"), train_transform)
+        train_eval_set = datasets.ImageFolder(str(root / "train"), eval_transform)
+        test_set = datasets.ImageFolder(str(root / "test"), eval_transform)
+    except (FileNotFoundError, RuntimeError, OSError) as error:
+        raise DataError(f"data set {spec.name}: image folder {root} is unreadable ({error})") from error
+    return LoaderData(train_set, train_eval_set, test_set, device, workers)
+
+
+def load_factory_dataset(
+    spec: DatasetSpec, augment: bool, device: torch.device, seed: int, workers: int
+) -> MemoryData | LoaderData:
+    """A data set a user's callable makes: the four arrays (held in memory), or torch Datasets (train, test)
+    or (train, train evaluation, test) that bring their own transforms (read by workers)."""
+    from bslr.models import import_factory
+
+    try:
+        made = import_factory(spec.factory, f"data set {spec.name}")(**spec.kwargs)
+    except ModelError as error:
+        raise DataError(str(error)) from error
+    if isinstance(made, dict):
+        return memory_data(spec, made, augment, device, seed)
+    if isinstance(made, tuple | list) and len(made) in (2, 3):
+        train, *rest = made
+        train_eval, test = (train, rest[0]) if len(rest) == 1 else rest
+        if len(train) != spec.train_size:
+            raise DataError(
+                f"data set {spec.name}: {spec.factory} made {len(train)} training examples, not {spec.train_size}"
+            )
+        return LoaderData(train, train_eval, test, device, workers)
+    raise DataError(
+        f"data set {spec.name}: {spec.factory} returned a {type(made).__name__}; return a dict of arrays x_train, "
+        "y_train, x_test, y_test, or a tuple of torch Datasets (train, test)"
+    )
+
+
 def load_dataset(
-    name: str,
+    spec: DatasetSpec,
     root: str | Path,
     download: bool,
     augment: str,
     device: torch.device,
     seed: int,
     workers: int = 8,
-    generated: str | None = None,
+    data_file: str | None = None,
 ) -> MemoryData | LoaderData:
-    """The data set `name` ready for training on `device`; augmentation as `training.augment` says.
-    `generated`: where the workflow wrote a data set it makes itself (MNIST-1D), if not under `root`."""
-    if name == "mnist1d":
-        return load_mnist1d(root, device, generated)
-    if name == "imagenet":
-        return load_imagenet(root, augment == "standard", device, workers)
-    if name not in DATASETS:
-        raise DataError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}")
-    spec = DATASETS[name]
-    x_train, y_train, x_test, y_test = read_torchvision(name, root, download)
+    """The data set of `spec` ready for training on `device`. `training.augment: standard` applies the data
+    set's own augmentation (its `augment`), `none` none. `data_file`: the file the job's rule gives, where
+    the workflow wrote a data set it makes itself (MNIST-1D) or a config's npz (a module prefix applies)."""
+    augmenting = augment == "standard"
+    if spec.format == "npz":
+        return memory_data(spec, read_npz(spec, data_file or spec.path), augmenting, device, seed)
+    if spec.format == "imagefolder":
+        return load_image_folder(spec, augmenting, device, seed, workers)
+    if spec.format == "factory":
+        return load_factory_dataset(spec, augmenting, device, seed, workers)
+    if spec.name == "mnist1d":
+        return load_mnist1d(root, device, data_file)
+    if spec.name == "imagenet":
+        return load_imagenet(root, augmenting, device, workers)
+    x_train, y_train, x_test, y_test = read_torchvision(spec.name, root, download)
     return MemoryData(
         x_train=x_train.to(device),
         y_train=y_train.to(device),
@@ -262,6 +407,6 @@ def load_dataset(
         y_test=y_test.to(device),
         mean=torch.tensor(spec.mean, device=device).view(1, -1, 1, 1),
         std=torch.tensor(spec.std, device=device).view(1, -1, 1, 1),
-        crop_flip=augment == "standard" and name.startswith("cifar"),
+        crop_flip=augmenting and spec.augment == "crop_flip",
         augment_generator=torch.Generator(device=device).manual_seed(seed),
     )

@@ -19,3 +19,7 @@ class OutOfMemory(RuntimeError):
 
 class Interrupted(RuntimeError):
     """SIGTERM or SIGUSR1 (a scheduler's time limit or preemption) arrived during training."""
+
+
+class ModelError(RuntimeError):
+    """A model that cannot be built or trained as declared; the message names the entry and the fix."""

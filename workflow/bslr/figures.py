@@ -135,8 +135,10 @@ def save(figure: Figure, source: pd.DataFrame, pdf: str | Path, png: str | Path,
 # --- what is drawn: the statistics' cells and numbers ---------------------------------------------------------
 
 
-def scenario_title(model: str, dataset: str) -> str:
-    return f"{display_name(model)} on {display_name(dataset)}"
+def scenario_title(model: str, dataset: str, settings: Settings) -> str:
+    """`ResNet-110 on CIFAR-10`: built-in names as printed, a config's own as it declares (`display_names`)."""
+    names = settings.get("display_names", {})
+    return f"{names.get(model) or display_name(model)} on {names.get(dataset) or display_name(dataset)}"
 
 
 def scenarios_of(table: pd.DataFrame) -> list[tuple[str, str]]:
@@ -447,7 +449,7 @@ def _curves(tables: Tables, settings: Settings, x: str, hue: str) -> tuple[Figur
     x_axis(axes, x, cells[x])
     axes.set(xlabel=LABELS[x], ylabel=LABELS[outcome])
     mark_not_results(axes, cells, x)
-    panel_title(axes, None, scenario_title(runs["model"].iloc[0], runs["dataset"].iloc[0]))
+    panel_title(axes, None, scenario_title(runs["model"].iloc[0], runs["dataset"].iloc[0], settings))
     key.draw(figure, axes, fraction=0.05, pad=0.02)
     key_row(figure, not_result_entries(cells, settings["diverged"]))
     return figure, cells
@@ -502,7 +504,7 @@ def acc_vs_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFra
     key = Key.of(cells["batch_size"], settings["palette"], "batch_size")
     scatter_ratio(axes, cells, outcome, key, settings["log_x"])
     axes.set(xlabel=LABELS["ratio"], ylabel=LABELS[outcome])
-    panel_title(axes, None, scenario_title(model, dataset), statistic_text(row))
+    panel_title(axes, None, scenario_title(model, dataset, settings), statistic_text(row))
     key.draw(figure, axes, fraction=0.05, pad=0.02)
     key_row(figure, not_result_entries(cells, settings["diverged"]))
     return figure, with_statistic(cells, row)
@@ -527,7 +529,7 @@ def train_test_vs_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.
         sources.append(source.assign(outcome=outcome))
     method = primary_method(tables["correlations"])
     tested = f": {method.capitalize()} {NUMBERS.symbol(method)} of each outcome with the ratio, over cells"
-    figure.suptitle(scenario_title(model, dataset) + tested, fontsize=TEXT_SIZE)
+    figure.suptitle(scenario_title(model, dataset, settings) + tested, fontsize=TEXT_SIZE)
     key.draw(figure, panels, fraction=0.03, pad=0.01)
     key_row(figure, not_result_entries(sources[0], settings["diverged"]))
     return figure, pd.concat(sources, ignore_index=True)
@@ -582,7 +584,7 @@ def heatmap(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]:
     axes.set(xlabel=LABELS["lr"], ylabel=LABELS["batch_size"])
     axes.set_xlim(-0.5, len(lrs) - 0.5)
     axes.set_ylim(-0.5, len(batch_sizes) - 0.5)
-    panel_title(axes, None, scenario_title(runs["model"].iloc[0], runs["dataset"].iloc[0]))
+    panel_title(axes, None, scenario_title(runs["model"].iloc[0], runs["dataset"].iloc[0], settings))
     figure.colorbar(mesh, ax=axes, fraction=0.05, pad=0.02).set_label(LABELS[outcome])
     ratios = ", ".join(plain_number(ratio) for ratio, _, _ in lines)
     entries = [(Line2D([], [], color="black", lw=0.6, ls=(0, (3, 2))), f"equal ratio (B/η = {ratios})")]
@@ -686,7 +688,7 @@ def training_curves(tables: Tables, settings: Settings) -> tuple[Figure, pd.Data
         axes.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
         axes.set(xlabel="epoch" if x == "epoch" else "SGD step", ylabel=settings["metric"] if index == 0 else "")
         panel_title(axes, index, LABELS[metric].capitalize())
-    figure.suptitle(scenario_title(epochs["model"].iloc[0], epochs["dataset"].iloc[0]), fontsize=TEXT_SIZE)
+    figure.suptitle(scenario_title(epochs["model"].iloc[0], epochs["dataset"].iloc[0], settings), fontsize=TEXT_SIZE)
     figure.legend(
         [Line2D([], [], color=colours[lr], lw=1.2) for lr in rates],
         lr_labels(rates),
@@ -769,7 +771,7 @@ def composite(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]
                 mark_not_results(axes, cells, x)
             axes.set(xlabel=LABELS[x] if row == len(scenarios) - 1 else "")
         grid[row, 0].set_ylabel(LABELS[outcome])
-        panel_title(grid[row, 0], 3 * row, scenario_title(model, dataset))
+        panel_title(grid[row, 0], 3 * row, scenario_title(model, dataset, settings))
         panel_title(grid[row, 1], 3 * row + 1, "")
         panel_title(grid[row, 2], 3 * row + 2, "", statistic_text(test, named=False))
         sources.append(with_statistic(cells, test))
@@ -828,7 +830,7 @@ def group_correlations(tables: Tables, settings: Settings) -> tuple[Figure, pd.D
         ratio = part[part["group"] == "ratio"]
         note = statistic_text(ratio.iloc[0], named=False, interval=True) if len(ratio) else ""
         block.suptitle(
-            f"({string.ascii_lowercase[index]}) {scenario_title(model, dataset)}\nratio: {note}",
+            f"({string.ascii_lowercase[index]}) {scenario_title(model, dataset, settings)}\nratio: {note}",
             fontsize=SMALL_SIZE,
             x=0.02,
             ha="left",
@@ -887,7 +889,7 @@ def iso_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]
                 f"η² = {NUMBERS.number(first['eta_squared'])}, within-set SD {NUMBERS.number(first['within_sd'])}, "
                 f"{int(first['ratio_sets'])} sets of {int(first['cells'])} cells"
             )
-        panel_title(axes, index, scenario_title(model, dataset), note)
+        panel_title(axes, index, scenario_title(model, dataset, settings), note)
         sources.append(shared)
     key.draw(figure, grid[:, -1] if len(scenarios) > 1 else grid[0, 0], fraction=0.04, pad=0.02)
     source = pd.concat(sources, ignore_index=True)
@@ -1005,7 +1007,7 @@ def measures_vs_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.Da
         sources.append(source)
     if not measured:
         grid.flat[0].text(0.5, 0.5, "nothing measured", ha="center", va="center", transform=grid.flat[0].transAxes)
-    figure.suptitle(f"{scenario_title(model, dataset)}: the measures against the ratio", fontsize=TEXT_SIZE)
+    figure.suptitle(f"{scenario_title(model, dataset, settings)}: the measures against the ratio", fontsize=TEXT_SIZE)
     key.draw(figure, list(grid.flat[: max(len(measured), 1)]), fraction=0.03, pad=0.01)
     return figure, pd.concat(sources, ignore_index=True) if sources else pd.DataFrame()
 
@@ -1050,7 +1052,7 @@ def budgets(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]:
             heading = f"{experiment} ({members['budget'].iloc[0]} budget)" if row == 0 and len(members) else ""
             panel_title(axes, row * len(experiments) + column, heading, statistic_text(test, named=False))
             axes.set(xlabel=LABELS["ratio"] if row == len(rows) - 1 else "")
-        grid[row, 0].set_ylabel(f"{scenario_title(model, dataset)}\n{LABELS[outcome]}")
+        grid[row, 0].set_ylabel(f"{scenario_title(model, dataset, settings)}\n{LABELS[outcome]}")
     key.draw(figure, grid, fraction=0.03, pad=0.01)
     source = pd.concat(sources, ignore_index=True) if sources else pd.DataFrame()
     key_row(figure, not_result_entries(source, settings["diverged"]) if len(source) else [])

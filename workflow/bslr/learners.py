@@ -64,6 +64,28 @@ def build_learner(name: str, model: torch.nn.Module, runs: list[dict[str, Any]],
     raise ValueError(f"unknown learner {name!r}; known: {', '.join(LEARNERS)}")
 
 
+def stacking_error(
+    model: torch.nn.Module, engine: Engine, input_shape: tuple[int, ...], num_classes: int
+) -> str | None:
+    """Why the stacked learner cannot train `model` (what `vmap` raised on one step and one evaluation of two
+    stacked copies, on zero inputs), or None. The copies are discarded and the random state restored, so
+    the check changes nothing a run computes."""
+    weight = next(model.parameters())
+    probe_runs = [{"lr": 0.0, "momentum": 0.0, "weight_decay": 0.0}] * 2
+    inputs = torch.zeros((2, *input_shape), device=weight.device)
+    labels = torch.zeros(2, dtype=torch.int64, device=weight.device)
+    devices = [weight.device] if weight.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            probe = StackedLearner(model, probe_runs, engine)
+            probe.step(inputs, labels)
+            with torch.inference_mode():
+                probe.logits(probe.params, probe.buffers, to_layout(inputs, engine))
+        except Exception as error:  # vmap raises several kinds on what it cannot batch
+            return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    return None
+
+
 def _accumulate(totals: torch.Tensor, counts: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
     """Add one evaluation batch's summed cross-entropy (float64) and correct predictions, per model."""
     losses = F.cross_entropy(logits.flatten(0, 1), labels.repeat(logits.shape[0]), reduction="none")

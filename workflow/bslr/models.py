@@ -1,20 +1,31 @@
 """Model definitions, small and exact.
 
 Each builder takes the input shape (without the batch axis), the number of classes and keyword options,
-so one name serves every data set of the right kind. The CIFAR models follow the papers they name:
-ResNet of He et al. 2016 (Section 4.2, option-A shortcuts, as in akamaster/pytorch_resnet_cifar10),
-VGG-19 with batch norm (Simonyan & Zisserman 2015; Ioffe & Szegedy 2015) for 32x32 inputs, and the
-small AlexNet of Zhang et al. 2017.
+so one name serves every data set of the right kind; a config's own models (`module:callable`,
+`torchvision:NAME`, `timm:NAME`) are built by the same `build_model` from their spec. The CIFAR models
+follow the papers they name: ResNet of He et al. 2016 (Section 4.2, option-A shortcuts, as in
+akamaster/pytorch_resnet_cifar10), VGG-19 with batch norm (Simonyan & Zisserman 2015; Ioffe & Szegedy
+2015) for 32x32 inputs, and the small AlexNet of Zhang et al. 2017.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import json
 import math
+import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from bslr.catalog import ModelSpec
+from bslr.errors import ModelError
 
 
 def mlp(input_shape: tuple[int, ...], num_classes: int, hidden: tuple[int, ...] = (100, 100)) -> nn.Module:
@@ -162,7 +173,8 @@ def torchvision_model(name: str) -> Callable[..., nn.Module]:
     return build
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {
+# The built-in models by name (`bslr.catalog.BUILTIN_MODELS` holds what planning knows of them).
+BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp,
     "cnn1d": cnn1d,
     "resnet20": cifar_resnet(20),
@@ -175,11 +187,99 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def import_factory(factory: str, where: str) -> Callable[..., Any]:
+    """The callable of `module:callable` or `path/to/file.py:callable`, imported from the directory the
+    job runs in (Snakemake's) or from PYTHONPATH."""
+    module_name, _, attribute = factory.rpartition(":")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name).resolve()
+            spec = importlib.util.spec_from_file_location(f"bslr_user_{path.stem}", path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot load {path}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+        else:
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            module = importlib.import_module(module_name)
+        target: Any = module
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except Exception as error:  # whatever the user's module raises on import
+        raise ModelError(
+            f"{where}: {factory!r} does not import ({type(error).__name__}: {error}); fix the module, or the name "
+            "after the colon"
+        ) from error
+    if not callable(target):
+        raise ModelError(f"{where}: {factory!r} is a {type(target).__name__}, not a callable")
+    return target
+
+
 def build_model(
-    name: str, input_shape: tuple[int, ...], num_classes: int, mlp_hidden: tuple[int, ...] = (100, 100)
+    spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int, mlp_hidden: tuple[int, ...] = (100, 100)
 ) -> nn.Module:
-    if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
-    if name == "mlp":
-        return mlp(input_shape, num_classes, tuple(mlp_hidden))
-    return MODELS[name](input_shape, num_classes)
+    """A freshly initialised model (seed torch first): a built-in one, the user's, torchvision's or timm's.
+
+    No weights are ever downloaded: torchvision's are built with `weights=None`, timm's with `pretrained=False`.
+    """
+    where = f"model {spec.name}"
+    kind, name = spec.factory.split(":", 1)[0], spec.factory.rpartition(":")[2]
+    if spec.builtin:
+        if name == "mlp":
+            return mlp(input_shape, num_classes, tuple(mlp_hidden))
+        return BUILDERS[name](input_shape, num_classes)
+    try:
+        if kind == "torchvision":
+            import torchvision
+
+            model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **spec.kwargs)
+        elif kind == "timm":
+            try:
+                import timm
+            except ImportError as error:
+                raise ModelError(f"{where}: {spec.factory!r} needs timm: pip install 'bslr[timm]'") from error
+            model = timm.create_model(
+                name, pretrained=False, num_classes=num_classes, in_chans=input_shape[0], **spec.kwargs
+            )
+        else:
+            factory = import_factory(spec.factory, where)
+            model = factory(input_shape=tuple(input_shape), num_classes=num_classes, **spec.kwargs)
+    except ModelError:
+        raise
+    except Exception as error:  # a wrong name or keyword: torchvision, timm and user code raise several kinds
+        raise ModelError(
+            f"{where}: {spec.factory} with kwargs {json.dumps(spec.kwargs)} fails to build "
+            f"({type(error).__name__}: {error}); fix the entry under the config's models:"
+        ) from error
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"{where}: {spec.factory} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def check_output(model: nn.Module, spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> None:
+    """The model maps a batch of the data set's inputs to (batch, num_classes) logits; tried on two zero
+    inputs, in eval mode and without gradients, so that nothing the run computes changes."""
+    parameter = next(model.parameters(), None)
+    if parameter is None:
+        raise ModelError(f"model {spec.name}: {spec.factory} has no parameters to train")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model(torch.zeros((2, *input_shape), device=parameter.device))
+    except Exception as error:
+        raise ModelError(
+            f"model {spec.name}: {spec.factory} fails on inputs of shape (batch, {', '.join(map(str, input_shape))}) "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); make it take the data "
+            "set's shape, or pair it with another data set"
+        ) from error
+    finally:
+        model.train(was_training)
+    if not isinstance(output, torch.Tensor) or tuple(output.shape) != (2, num_classes):
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise ModelError(
+            f"model {spec.name}: {spec.factory} returns {shape} for a batch of 2 inputs of shape {input_shape}; it "
+            f"must return logits of shape (batch, {num_classes}) (num_classes={num_classes})"
+        )

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bslr.catalog import DATASETS
+from bslr.catalog import BUILTIN_DATASETS, Catalog
 from bslr.config import EXECUTION_KEYS, format_lr, job_resources, run_settings, training_settings, validate_config
+from bslr.registry import catalog_of
 
 # Per-run results (the output contract), and per-pack files: `{lrs}` is the pack's learning rate, or its
 # first and last ("0.04-0.2"), so that a pack of one has the paths of its run.
@@ -167,9 +168,9 @@ def scenarios(config: dict[str, Any]) -> list[tuple[str, str, str]]:
     ]
 
 
-def generated_path(dataset: str, root: str | Path) -> Path | None:
+def generated_path(dataset: str, root: str | Path, catalog: Catalog | None = None) -> Path | None:
     """Where the workflow writes a data set it generates itself (MNIST-1D); None for the others."""
-    spec = DATASETS[dataset]
+    spec = (catalog.datasets if catalog else BUILTIN_DATASETS)[dataset]
     return Path(root) / spec.generated_file if spec.generated_file else None
 
 
@@ -268,6 +269,7 @@ class Plan:
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = validate_config(config)
+        self.catalog = catalog_of(self.config)
         self.runs = expand_grid(self.config)
         self.experiments = list(self.config["experiments"])
 
@@ -296,7 +298,7 @@ class Plan:
             for index, lrs in enumerate(chunks, 1):
                 name = f"train_{experiment}_{dataset}_{model}" + (f"_pack{index}" if len(chunks) > 1 else "")
                 runs = 1 if lrs is None else len(lrs)
-                resources = job_resources(self.config, experiment, model, dataset, runs)
+                resources = job_resources(self.config, experiment, model, dataset, runs, self.catalog)
                 rules.append(
                     TrainRule(
                         name=name,
@@ -305,7 +307,7 @@ class Plan:
                         model=model,
                         lrs=lrs,
                         protocol=self.protocol_json(experiment, lrs),
-                        inputs=self.generated_data(dataset),
+                        inputs=self.data_files(dataset),
                         execution=EXECUTION.format(experiment=experiment),
                         threads=self.training(experiment)["threads"],
                         resources=resources,
@@ -326,7 +328,7 @@ class Plan:
 
     @functools.cache  # noqa: B019
     def settings(self, run: Run) -> dict[str, Any]:
-        return run_settings(self.config, run)
+        return run_settings(self.config, run, self.catalog)
 
     @functools.cache  # noqa: B019
     def runs_of(self, experiment: str) -> list[Run]:
@@ -338,9 +340,15 @@ class Plan:
         return json.dumps({key: settings[key] for key in EXECUTION_KEYS}, sort_keys=True)
 
     def generated_data(self, dataset: str) -> list[str]:
-        """Data files of `dataset` that the workflow itself makes (MNIST-1D): training jobs' inputs."""
-        path = generated_path(dataset, self.config["data"]["root"])
+        """Data files of `dataset` that the workflow itself makes (MNIST-1D)."""
+        path = generated_path(dataset, self.config["data"]["root"], self.catalog)
         return [str(path)] if path else []
+
+    def data_files(self, dataset: str) -> list[str]:
+        """The file a training job of `dataset` reads, as its rule's input: one the workflow makes (MNIST-1D)
+        or a config's own npz (replacing it re-trains its runs); none for the others."""
+        spec = self.catalog.datasets[dataset]
+        return [spec.path] if spec.format == "npz" else self.generated_data(dataset)
 
     def run_files(self) -> list[str]:
         return [run.path for run in self.runs]
@@ -355,9 +363,11 @@ class Plan:
         return any(len(found) > 1 for found in budgets.values())
 
     def figure_settings(self, name: str) -> dict[str, Any]:
-        """A figure's settings (`figures.<name>`) with the `analysis` settings it applies as the tables do."""
+        """A figure's settings (`figures.<name>`) with the `analysis` settings it applies as the tables do, and
+        the printed names the config's own models and data sets declare (`display_names`, where any do)."""
         analysis = {key: self.config["analysis"][key] for key in FIGURE_ANALYSIS_KEYS.get(name, ())}
-        return {**self.config["figures"][name], **analysis}
+        names = self.catalog.user_display_names()
+        return {**self.config["figures"][name], **analysis, **({"display_names": names} if names else {})}
 
     def figure_files(self) -> list[str]:
         """Every figure of every scenario and experiment: PDF, PNG and its source data (the measures' only

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bslr.catalog import DATASETS
+from bslr.catalog import dataset_of
 from bslr.errors import RunFileError
 
 # One row per evaluation: `epoch` is the epoch the evaluation falls in (an evaluation at its end, by default),
@@ -86,7 +86,7 @@ def read_run(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
     frame = table.to_pandas()
     if "step" not in frame:  # written before budgets: one row per epoch, every epoch whole
         settings = run_settings_of(metadata)
-        steps_per_epoch = DATASETS[settings["dataset"]].train_size // settings["batch_size"]
+        steps_per_epoch = dataset_of(settings).train_size // settings["batch_size"]
         frame["step"] = frame["epoch"] * steps_per_epoch
         frame["samples_seen"] = frame["step"] * settings["batch_size"]
     return frame, metadata

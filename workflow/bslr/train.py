@@ -33,14 +33,14 @@ import torch
 import bslr
 from bslr import checkpoint
 from bslr.budget import Budget
-from bslr.catalog import DATASETS
+from bslr.catalog import dataset_of, model_of
 from bslr.config import resolve_learner, with_protocol_defaults
 from bslr.data import LoaderData, MemoryData, load_dataset
-from bslr.engine import claim_gpu, configure_backends, resolve_device, resolve_engine
-from bslr.errors import ConfigError, Interrupted, OutOfMemory
-from bslr.learners import Learner, build_learner
+from bslr.engine import Engine, claim_gpu, configure_backends, resolve_device, resolve_engine
+from bslr.errors import ConfigError, Interrupted, ModelError, OutOfMemory
+from bslr.learners import Learner, build_learner, stacking_error
 from bslr.measures import Measurer
-from bslr.models import build_model
+from bslr.models import build_model, check_output
 from bslr.storage import RUN_COLUMNS, write_table
 
 
@@ -70,7 +70,7 @@ class RunOptions:
     checkpoint: str | None = None  # resume from and save to this file every epoch
     keep_checkpoint: bool = False
     deterministic: bool = False  # deterministic CUDA kernels (CPU runs are deterministic anyway)
-    generated_data: str | None = None  # a generated data set's file (MNIST-1D) where the workflow put it
+    data_file: str | None = None  # the data file the job's rule gives: generated MNIST-1D, or a config's npz
 
 
 class StopRequest:
@@ -104,22 +104,46 @@ def training_device(settings: dict[str, Any], options: RunOptions) -> Iterator[t
 
 def load_training_data(settings: dict[str, Any], device: torch.device, options: RunOptions) -> MemoryData | LoaderData:
     return load_dataset(
-        settings["dataset"],
+        dataset_of(settings),
         settings["data_root"],
         settings["download"],
         settings["augment"],
         device,
         seed=settings["seed"],
         workers=options.workers,
-        generated=options.generated_data,
+        data_file=options.data_file,
     )
 
 
 def initial_model(settings: dict[str, Any], device: torch.device) -> torch.nn.Module:
-    """The seeded initial weights: the same for every batch size and learning rate of a seed."""
-    spec = DATASETS[settings["dataset"]]
+    """The seeded initial weights: the same for every batch size and learning rate of a seed. A config's
+    own model is checked to give (batch, classes) logits on the data set's inputs before any step."""
+    model_spec, data_spec = model_of(settings), dataset_of(settings)
     torch.manual_seed(settings["seed"])
-    return build_model(settings["model"], spec.input_shape, spec.num_classes, settings["mlp_hidden"]).to(device)
+    model = build_model(model_spec, data_spec.input_shape, data_spec.num_classes, settings["mlp_hidden"]).to(device)
+    if not model_spec.builtin:
+        check_output(model, model_spec, data_spec.input_shape, data_spec.num_classes)
+    return model
+
+
+def choose_learner(settings: dict[str, Any], runs: int, model: torch.nn.Module, engine: Engine) -> str:
+    """The learner of a pack: `resolve_learner`'s, except that a config's own model that `vmap` cannot stack
+    trains serially under `auto` (the per-run files record it), and is refused under `stacked` before any step."""
+    name = resolve_learner(settings["learner"], runs)
+    model_spec = model_of(settings)
+    if name != "stacked" or model_spec.builtin:
+        return name
+    data_spec = dataset_of(settings)
+    error = stacking_error(model, engine, data_spec.input_shape, data_spec.num_classes)
+    if error is None:
+        return name
+    if settings["learner"] == "auto":
+        return "serial"
+    raise ModelError(
+        f"model {model_spec.name} ({model_spec.factory}) cannot be stacked by torch.func.vmap ({error}); set "
+        "training.pack.learner: serial (or auto, which chooses serial for it): its runs then train one after "
+        "another in the job, each exactly as alone"
+    )
 
 
 def data_generators(settings: dict[str, Any], data: MemoryData | LoaderData) -> dict[str, torch.Generator | None]:
@@ -224,10 +248,10 @@ def _train_pack(
 ) -> list[tuple[pd.DataFrame, dict[str, str]]]:
     settings, lrs = with_protocol_defaults(runs[0]), [run["lr"] for run in runs]
     data = load_training_data(settings, device, options)
-    engine = resolve_engine(settings, device, len(DATASETS[settings["dataset"]].input_shape))
+    engine = resolve_engine(settings, device, len(dataset_of(settings).input_shape))
     configure_backends(engine)
-    learner_name = resolve_learner(settings["learner"], len(runs))
     model = initial_model(settings, device)
+    learner_name = choose_learner(settings, len(runs), model, engine)
     initial = torch.cat([weight.detach().reshape(-1) for weight in model.parameters()]).clone()
     learner = build_learner(learner_name, model, runs, engine)
     generators = data_generators(settings, data)

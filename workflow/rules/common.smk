@@ -3,7 +3,6 @@ import shlex
 import sys
 
 try:
-    from bslr.catalog import display_name
     from bslr.errors import ConfigError
     from bslr.plan import (
         EXECUTION,

@@ -15,7 +15,7 @@ def figure_inputs(wildcards, input):
 
 
 def scenario_name(wildcards):
-    return f"{display_name(wildcards.model)} on {display_name(wildcards.dataset)}"
+    return f"{PLAN.catalog.display_name(wildcards.model)} on {PLAN.catalog.display_name(wildcards.dataset)}"
 
 
 # Scenario figures: one per (experiment, dataset, model); the measures' only where measured.
