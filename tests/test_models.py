@@ -53,8 +53,12 @@ def test_resnet110_is_three_stages_of_eighteen_blocks():
 
 
 def test_imagenet_models_come_from_torchvision_untrained():
-    assert sum(p.numel() for p in build_model(BUILTIN_MODELS["resnet18"], (3, 224, 224), 1000).parameters()) == 11_689_512
-    assert sum(p.numel() for p in build_model(BUILTIN_MODELS["resnet50"], (3, 224, 224), 1000).parameters()) == 25_557_032
+    assert (
+        sum(p.numel() for p in build_model(BUILTIN_MODELS["resnet18"], (3, 224, 224), 1000).parameters()) == 11_689_512
+    )
+    assert (
+        sum(p.numel() for p in build_model(BUILTIN_MODELS["resnet50"], (3, 224, 224), 1000).parameters()) == 25_557_032
+    )
 
 
 def test_mlp_hidden_sizes_are_configurable():

@@ -337,10 +337,13 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
 
 def check_resources(name: str, experiment: dict[str, Any], training: dict[str, Any], catalog: Catalog) -> None:
     """One GPU per job at most, and a time limit for jobs whose time bslr cannot estimate."""
-    where = f"experiments.{name}" if "gpus" in experiment or "runtime" in experiment else "training"
+
+    def where(key: str) -> str:
+        return f"experiments.{name}.{key}" if key in experiment else f"training.{key}"
+
     if isinstance(training["gpus"], int) and training["gpus"] > 1:
         raise ConfigError(
-            f"config key {where}.gpus = {training['gpus']}: a training job trains on one GPU (several runs of a "
+            f"config key {where('gpus')} = {training['gpus']}: a training job trains on one GPU (several runs of a "
             "pack share it); give gpus: 1, and several jobs per GPU with --resources gpu_slots=N (docs/performance.md)"
         )
     if training["runtime"] != "auto":
@@ -349,7 +352,7 @@ def check_resources(name: str, experiment: dict[str, Any], training: dict[str, A
     unknown += [data for data in experiment["datasets"] if catalog.datasets[data].minutes_per_epoch is None]
     if unknown:
         raise ConfigError(
-            f"config key {where}.runtime = auto cannot estimate the time of {', '.join(unknown)} (your own); give "
+            f"config key {where('runtime')} = auto cannot estimate the time of {', '.join(unknown)} (your own); give "
             "runtime: the minutes a training job may take (a SLURM job's time limit; any value serves a local run)"
         )
 

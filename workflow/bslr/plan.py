@@ -306,7 +306,7 @@ class Plan:
                         dataset=dataset,
                         model=model,
                         lrs=lrs,
-                        protocol=self.protocol_json(experiment, lrs),
+                        protocol=self.protocol_json(experiment, lrs, dataset, model),
                         inputs=self.data_files(dataset),
                         execution=EXECUTION.format(experiment=experiment),
                         threads=self.training(experiment)["threads"],
@@ -315,12 +315,21 @@ class Plan:
                 )
         return rules
 
-    def protocol_json(self, experiment: str, lrs: tuple[float, ...] | None = None) -> str:
+    def protocol_json(
+        self,
+        experiment: str,
+        lrs: tuple[float, ...] | None = None,
+        dataset: str | None = None,
+        model: str | None = None,
+    ) -> str:
         """What a training job's runs share beyond what their file names carry. Snakemake records it, so
         changing it re-trains them. Under the serial learner each run computes as if alone, so how runs
         are packed is not part of it and re-packing re-trains nothing; under any other learner a run's
-        result depends on its pack, whose learning rates are then part of it."""
-        first = self.runs_of(experiment)[0]
+        result depends on its pack, whose learning rates are then part of it. A config's own model or data
+        set adds its declaration, so the protocol is a scenario's (`dataset`, `model`; default the first)."""
+        first = next(
+            run for run in self.runs_of(experiment) if dataset in (None, run.dataset) and model in (None, run.model)
+        )
         protocol = {key: value for key, value in self.settings(first).items() if key not in PATH_KEYS}
         if protocol["learner"] != "serial" and lrs is not None:
             protocol["pack_learning_rates"] = [float(lr) for lr in lrs]
