@@ -39,8 +39,8 @@ MODELS_MODULE = textwrap.dedent(
             self.linear = nn.Linear(math.prod(input_shape), num_classes)
 
         def forward(self, x):
-            scale = 2.0 if x.abs().sum().item() > 0 else 1.0  # data-dependent: vmap cannot batch it
-            return self.linear(x.flatten(1)) * scale
+            out = self.linear(x.flatten(1))
+            return out * 2.0 if out.sum().item() > 0 else out  # data-dependent on the weights: vmap cannot batch it
 
 
     def gated(input_shape, num_classes):
