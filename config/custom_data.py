@@ -4,8 +4,8 @@ The data are the UCI "Optical Recognition of Handwritten Digits" test set (Alpay
 scikit-learn bundles as `load_digits`: 1,797 grey 8x8 images of the digits 0-9, pixels 0-16. They are split
 once, stratified and seeded, into 1,437 training and 360 test images, and written as
 
-- `resources/data/digits/train/<digit>/<index>.png`, `resources/data/digits/test/<digit>/<index>.png` (an image folder, which
-  config/custom.yaml trains on: bslr reads it as RGB and resizes it to `image_size`), and
+- `resources/data/digits/{train,test}/<digit>/<index>.png` (an image folder, which config/custom.yaml
+  trains on: bslr reads it as RGB and resizes it to `image_size`), and
 - `resources/data/digits.npz` with `x_train`, `y_train`, `x_test`, `y_test` (uint8 images of shape (N, 1, 8, 8), int64
   labels): the npz form of the same split, for a config of one's own.
 

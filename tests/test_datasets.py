@@ -8,6 +8,7 @@ import pytest
 import torch
 import torchvision.datasets.cifar
 
+from bslr.catalog import BUILTIN_DATASETS
 from bslr.cli import main
 from bslr.config import validate_config
 from bslr.data import DataError, load_dataset
@@ -27,7 +28,7 @@ def no_md5(monkeypatch):
 @pytest.mark.parametrize(("name", "classes"), [("cifar10", 10), ("cifar100", 100)])
 def test_cifar_loads_as_uint8_on_the_device_and_normalises(tmp_path, no_md5, name, classes):
     write_cifar(tmp_path, classes)
-    data = load_dataset(name, tmp_path, False, "standard", CPU, seed=0)
+    data = load_dataset(BUILTIN_DATASETS[name], tmp_path, False, "standard", CPU, seed=0)
     assert data.x_train.shape == (100, 3, 32, 32) and data.x_train.dtype == torch.uint8
     assert data.y_train.max() < classes and len(data.y_test) == data.size("test")
     inputs, labels = next(data.eval_batches("train", 1000))
@@ -39,8 +40,8 @@ def test_cifar_loads_as_uint8_on_the_device_and_normalises(tmp_path, no_md5, nam
 
 def test_crop_and_flip_are_seeded_and_keep_pixels(tmp_path, no_md5):
     write_cifar(tmp_path, 10)
-    first = load_dataset("cifar10", tmp_path, False, "standard", CPU, seed=5)
-    second = load_dataset("cifar10", tmp_path, False, "standard", CPU, seed=5)
+    first = load_dataset(BUILTIN_DATASETS["cifar10"], tmp_path, False, "standard", CPU, seed=5)
+    second = load_dataset(BUILTIN_DATASETS["cifar10"], tmp_path, False, "standard", CPU, seed=5)
     images = first.x_train[:64]
     augmented = first.augment(images)
     assert augmented.shape == images.shape and augmented.dtype == torch.uint8
@@ -56,7 +57,7 @@ def test_crop_and_flip_are_seeded_and_keep_pixels(tmp_path, no_md5):
 
 def test_augment_none_turns_it_off(tmp_path, no_md5):
     write_cifar(tmp_path, 10)
-    data = load_dataset("cifar10", tmp_path, False, "none", CPU, seed=0)
+    data = load_dataset(BUILTIN_DATASETS["cifar10"], tmp_path, False, "none", CPU, seed=0)
     generator = torch.Generator().manual_seed(0)
     inputs, _ = next(data.train_batches(100, generator))
     order = torch.randperm(100, generator=torch.Generator().manual_seed(0))
@@ -65,14 +66,14 @@ def test_augment_none_turns_it_off(tmp_path, no_md5):
 
 def test_mnist_reads_idx_files(tmp_path):
     write_mnist(tmp_path)
-    data = load_dataset("mnist", tmp_path, False, "standard", CPU, seed=0)
+    data = load_dataset(BUILTIN_DATASETS["mnist"], tmp_path, False, "standard", CPU, seed=0)
     assert data.x_train.shape == (60, 1, 28, 28) and not data.crop_flip
     assert data.size("test") == 20
 
 
 def test_imagenet_reads_an_imagefolder_tree(tmp_path):
     write_imagefolder(tmp_path)
-    data = load_dataset("imagenet", tmp_path, False, "standard", CPU, seed=0, workers=0)
+    data = load_dataset(BUILTIN_DATASETS["imagenet"], tmp_path, False, "standard", CPU, seed=0, workers=0)
     images, labels = next(data.train_batches(4, torch.Generator().manual_seed(0)))
     assert images.shape == (4, 3, 224, 224) and labels.shape == (4,)
     assert data.size("train") == 6 and data.size("test") == 6
@@ -81,7 +82,7 @@ def test_imagenet_reads_an_imagefolder_tree(tmp_path):
 @pytest.mark.parametrize("name", ["cifar10", "cifar100", "mnist", "imagenet"])
 def test_missing_data_names_the_directory_and_the_switch(tmp_path, name):
     with pytest.raises(DataError) as caught:
-        load_dataset(name, tmp_path, False, "standard", CPU, seed=0, workers=0)
+        load_dataset(BUILTIN_DATASETS[name], tmp_path, False, "standard", CPU, seed=0, workers=0)
     message = str(caught.value)
     assert str(tmp_path) in message and "data.download" in message and "expected" in message
 
@@ -90,7 +91,7 @@ def test_corrupt_cifar_is_reported(tmp_path, no_md5):
     write_cifar(tmp_path, 10)
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
     with pytest.raises(DataError, match="cifar10 not found or corrupt"):
-        load_dataset("cifar10", tmp_path, False, "standard", CPU, seed=0)
+        load_dataset(BUILTIN_DATASETS["cifar10"], tmp_path, False, "standard", CPU, seed=0)
 
 
 def test_every_model_trains_one_epoch_as_its_job_runs_and_the_workflow_aggregates_them(tmp_path, no_md5):

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, tiny_config
-from user_entries import user_config, write_image_folder, write_models_module, write_npz
 
 from bslr.config import ConfigError, expand_values, validate_config
 from bslr.plan import Plan
+from conftest import REPO, tiny_config
+from user_entries import user_config, write_image_folder, write_models_module, write_npz
 
 HEAVY = ("torch", "torchvision", "matplotlib", "seaborn", "pandas", "scipy", "statsmodels", "timm")
 

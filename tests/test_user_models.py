@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from user_entries import image_arrays, user_config, write_image_folder, write_models_module, write_npz
 
 from bslr.catalog import ModelSpec, dataset_of
 from bslr.config import run_settings, validate_config
@@ -21,6 +20,7 @@ from bslr.models import build_model
 from bslr.plan import Run
 from bslr.registry import catalog_of
 from bslr.train import train_pack
+from user_entries import image_arrays, user_config, write_image_folder, write_models_module, write_npz
 
 DATASETS = {"images": {"format": "npz", "path": "data/images.npz"}}
 
@@ -54,12 +54,14 @@ def test_a_user_module_model_trains_serial_as_alone_and_stacked_close_to_it(work
     # other kernels than a run alone: one epoch of 6 steps agrees to float32 rounding, amplified a little
     np.testing.assert_allclose(metrics(stacked), metrics(serial), rtol=0, atol=1e-4)
     settings = json.loads(serial[0][1]["settings"])
-    assert settings["model_spec"]["factory"] == "mynets:small_cnn" and len(settings["model_spec"]["source_sha256"]) == 64
+    assert settings["model_spec"]["factory"] == "mynets:small_cnn"
+    assert len(settings["model_spec"]["source_sha256"]) == 64
 
 
 def test_a_model_vmap_cannot_stack_is_refused_before_any_step_or_trained_serially_under_auto(workdir):
     models = {"gated": {"factory": "mynets:gated"}}
-    with pytest.raises(ModelError, match=r"model gated \(mynets:gated\) cannot be stacked .* set training.pack.learner"):
+    refusal = r"model gated \(mynets:gated\) cannot be stacked .* set training.pack.learner: serial"
+    with pytest.raises(ModelError, match=refusal):
         train_pack(pack_settings(models, "gated", pack={"size": "all", "learner": "stacked"}))
     results = train_pack(pack_settings(models, "gated", pack={"size": "all", "learner": "auto"}))
     assert [metadata["learner"] for _, metadata in results] == ["serial", "serial"]
