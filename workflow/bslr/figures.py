@@ -891,7 +891,9 @@ def iso_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]
             )
         panel_title(axes, index, scenario_title(model, dataset, settings), note)
         sources.append(shared)
-    key.draw(figure, grid[:, -1] if len(scenarios) > 1 else grid[0, 0], fraction=0.04, pad=0.02)
+    # the last column's panels that hold a scenario (an odd count leaves the last row's second one removed)
+    column = [axes for axes in grid[:, -1] if axes.figure is figure]
+    key.draw(figure, column if len(scenarios) > 1 else grid[0, 0], fraction=0.04, pad=0.02)
     source = pd.concat(sources, ignore_index=True)
     key_row(figure, not_result_entries(source, settings["diverged"]))
     return figure, source
