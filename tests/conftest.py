@@ -66,6 +66,19 @@ def training_jobs(jobs: dict[str, int]) -> int:
     return sum(count for rule, count in jobs.items() if rule.startswith("train_"))
 
 
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    """The directory Snakemake would run in, made the cwd: a module of the user's models (`mynets`) and an npz
+    data set (`data/images.npz`) from `user_entries`."""
+    from user_entries import write_models_module, write_npz
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    write_models_module(tmp_path)
+    write_npz(tmp_path / "data" / "images.npz")
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def mnist1d_root(tmp_path_factory) -> Path:
     """A data.root with MNIST-1D generated once for the whole test session."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,19 +13,9 @@ import yaml
 from bslr.config import ConfigError, expand_values, validate_config
 from bslr.plan import Plan
 from conftest import REPO, tiny_config
-from user_entries import user_config, write_image_folder, write_models_module, write_npz
+from user_entries import user_config, write_image_folder, write_npz
 
 HEAVY = ("torch", "torchvision", "matplotlib", "seaborn", "pandas", "scipy", "statsmodels", "timm")
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch) -> Path:
-    """The directory Snakemake would run in: a module of models and an npz data set, made the cwd."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    write_models_module(tmp_path)
-    write_npz(tmp_path / "data" / "images.npz")
-    return tmp_path
 
 
 MODELS = {"cnn": {"factory": "mynets:small_cnn", "kwargs": {"width": 4}, "display": "Small CNN"}}

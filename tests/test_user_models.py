@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,18 +19,9 @@ from bslr.models import build_model
 from bslr.plan import Run
 from bslr.registry import catalog_of
 from bslr.train import train_pack
-from user_entries import image_arrays, user_config, write_image_folder, write_models_module, write_npz
+from user_entries import image_arrays, user_config, write_image_folder
 
 DATASETS = {"images": {"format": "npz", "path": "data/images.npz"}}
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    write_models_module(tmp_path)
-    write_npz(tmp_path / "data" / "images.npz")
-    return tmp_path
 
 
 def pack_settings(models: dict, model: str, lrs=(0.05, 0.1), datasets=DATASETS, dataset="images", **training):
