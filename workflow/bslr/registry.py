@@ -204,9 +204,8 @@ def resolve_npz(name: str, entry: dict[str, Any]) -> dict[str, Any]:
             f"give labels 0..{max(classes, 2) - 1} (num_classes: {classes}), at least two classes"
         )
     input_bytes = (train_shape[0] + test_shape[0]) * math.prod(train_shape[1:]) * x_dtype.itemsize
-    return {**entry, "input_shape": list(train_shape[1:]), "num_classes": classes, "train_size": train_shape[0]} | {
-        "memory_mb": memory_mb(input_bytes)
-    }
+    shapes = {"input_shape": list(train_shape[1:]), "num_classes": classes, "train_size": train_shape[0]}
+    return {**entry, **shapes, "memory_mb": memory_mb(input_bytes)}
 
 
 def image_counts(split_dir: Path) -> dict[str, int]:
