@@ -15,6 +15,41 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
+# Expensive inputs that tests share, and the modules of the tests that take each. Under pytest-xdist a session
+# or module fixture is built once per worker, so each such module runs whole on one worker (one scope of the
+# scheduler below), and the input is built once per test run; every other test is scheduled on its own.
+# (pytest-xdist's own `xdist_group` marks work by renaming node ids, which pytest 9 no longer allows.)
+SHARED_INPUT_MODULES = {
+    "tiny_workflow": ("test_workflow.py", "test_status.py"),
+    "module_run": ("test_workflow.py",),
+    "slurm": ("test_slurm.py",),
+    "paper": ("test_figures.py",),
+    "small": ("test_figures.py",),
+    "uninterrupted references (functools.cache)": ("test_resume.py",),
+}
+MODULE_SCOPES = {module: "shared-" + modules[0] for modules in SHARED_INPUT_MODULES.values() for module in modules}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that takes a shared input from a module not listed with it would build the input again."""
+    for item in items:
+        module = item.path.name
+        for fixture in getattr(item, "fixturenames", ()):
+            if fixture in SHARED_INPUT_MODULES and module not in SHARED_INPUT_MODULES[fixture]:
+                raise pytest.UsageError(f"{item.nodeid} takes {fixture}: list {module} with it in SHARED_INPUT_MODULES")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Load scheduling with the modules of one shared input as one scope, every other test as its own."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedInputScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return MODULE_SCOPES.get(nodeid.split("::", 1)[0].rsplit("/", 1)[-1], nodeid)
+
+    return SharedInputScheduling(config, log)
+
+
 def tiny_config(**experiment_overrides) -> dict:
     """Nine MLP runs of two epochs on MNIST-1D: enough for every statistic to be defined."""
     experiment = {

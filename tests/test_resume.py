@@ -16,6 +16,7 @@ import bslr.learners
 import bslr.train
 from bslr import checkpoint
 from bslr.errors import Interrupted, OutOfMemory
+from bslr.plan import generated_path
 from bslr.storage import RUN_COLUMNS, read_run
 from bslr.train import RunOptions, train_pack_to_files
 from conftest import REPO, SNAKEMAKE, snakemake, tiny_config, write_config
@@ -234,10 +235,12 @@ def test_sigterm_stops_cleanly_and_the_rerun_resumes(mnist1d_root, tmp_path):
     pd.testing.assert_frame_equal(frame[METRICS], reference[METRICS], check_exact=True)
 
 
-def test_sigkilled_snakemake_job_resumes_to_identical_metrics(tmp_path):
-    """Snakemake and its job killed mid-run, then re-run (about 40 s on 2 cores: two Snakemake runs, each job
-    importing torch, three epochs); the reference is the same run trained here from the settings it recorded."""
+def test_sigkilled_snakemake_job_resumes_to_identical_metrics(mnist1d_root, tmp_path):
+    """Snakemake and its job killed mid-run, then re-run (about 30 s on 2 cores: two Snakemake runs, each job
+    importing torch, three epochs); the reference is the same run trained here from the settings it recorded.
+    The data are the session's MNIST-1D, which the workflow finds in place and does not generate again."""
     config = tiny_config(models=["cnn1d"], batch_sizes=[16], learning_rates=[0.1], epochs=3)
+    config["data"] = {"root": str(mnist1d_root)}
     config_path = write_config(tmp_path, config)
     target = "results/runs/tiny/mnist1d/cnn1d/bs16_lr0.1_seed0.parquet"
 
@@ -264,7 +267,8 @@ def test_sigkilled_snakemake_job_resumes_to_identical_metrics(tmp_path):
     resumed, metadata = read_run(tmp_path / target)
     assert metadata["resumed"] == "true"
     assert "resuming from" in (tmp_path / "logs/train/tiny/mnist1d/cnn1d/bs16_lr0.1_seed0.log").read_text()
-    data = tmp_path / "resources/data/mnist1d/mnist1d.npz"
+    assert not (tmp_path / "resources").exists()
+    data = generated_path("mnist1d", mnist1d_root)
     reference, _ = train_one(json.loads(metadata["settings"]), RunOptions(data_file=str(data)))
     pd.testing.assert_frame_equal(resumed[METRICS], reference[METRICS], check_exact=True)
     assert not (tmp_path / "results/checkpoints/tiny/mnist1d/cnn1d/bs16_lr0.1_seed0.pt").exists()
