@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -12,6 +13,12 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Under pytest-xdist, a worker's share of the cores for torch's (OpenMP) thread pool, and for the jobs it
+# starts: torch's default of a thread per core in every worker oversubscribes the machine, where each
+# tiny operation's threads then wait for one another. Tests that need a thread count set their own.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ and "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
