@@ -50,6 +50,10 @@ def slurm_job_ids(workdir: Path) -> dict[str, str]:
 
 
 def test_every_training_run_is_a_slurm_job(slurm, tmp_path):
+    """The whole workflow through the SLURM executor (about 80 s on 2 cores): four SLURM jobs, each starting
+    Python and importing torch, the executor's status checks between them (every 2 s, 10 s longer at each
+    check that finds no job finished), then the statistics and ten figure jobs on the submitting machine.
+    (One run for both tests, with a second experiment grouped, took 180 s: the checks back off further.)"""
     config_path = write_config(tmp_path, grid_config())
     snakemake(tmp_path, config_path, "--profile", str(REPO / "profiles/slurm"), *FAST_STATUS)
     job_ids = slurm_job_ids(tmp_path)
@@ -65,6 +69,8 @@ def test_every_training_run_is_a_slurm_job(slurm, tmp_path):
 
 
 def test_grouping_packs_training_runs_into_one_slurm_job(slurm, tmp_path):
+    """Four training runs as one grouped SLURM job, up to the runs table (about 80 s on 2 cores, most of it
+    the group's four runs one after another and the executor waiting between status checks)."""
     config_path = write_config(tmp_path, grid_config())
     grouping = ["--groups", "train_tiny_mnist1d_mlp=train", "--group-components", "train=4", "--cores", "2"]
     snakemake(
