@@ -6,7 +6,7 @@ For each setting (model, data set, batch size) one fresh process builds the same
   signal) per index, torchvision transforms per item (random crop with 4-pixel padding, horizontal flip,
   ToTensor, Normalize), a shuffling DataLoader (workers and pinned memory on CUDA), eager fp32,
   torch.optim.SGD.
-- project: bslr's own training core (`bslr.train.train_epoch` and `bslr.train.evaluate` with a learner of
+- project: bslr's own training core (`bslr.train.train_steps` and `bslr.train.evaluate` with a learner of
   `bslr.learners` on `bslr.data.MemoryData`): uint8 data on the device, batched crop and flip, seeded
   randperm, the engine options of `training` (precision, TF32, channels_last, compile). With `--pack K`,
   also packs of K learning rates with each learner of `--learners` (serial, stacked), and with
@@ -233,20 +233,24 @@ def engine_settings(args: argparse.Namespace, precision: str, compile_mode: str)
         "tf32": args.tf32,
         "channels_last": args.channels_last,
         "compile": False if compile_mode == "false" else compile_mode,
-        "lr": 0.01,
-        "momentum": 0.0,
-        "weight_decay": 0.0,
     }
 
 
 def project_setup(model_name, dataset, batch_size, device, args, settings):
     """bslr's engine options resolved and applied, the data on the device, the seeded initial model."""
     from bslr.catalog import BUILTIN_DATASETS, BUILTIN_MODELS
+    from bslr.config import RunSpec
     from bslr.engine import configure_backends, resolve_engine
     from bslr.models import build_model
 
     spec = BUILTIN_DATASETS[dataset]
-    engine = resolve_engine(settings, device, len(spec.input_shape))
+    run = RunSpec.of(
+        dict(experiment="benchmark", model=model_name, dataset=dataset, batch_size=batch_size, lr=0.01, seed=0)
+        | dict(learner="serial", momentum=0.0, weight_decay=0.0, augment="standard", device=str(device))
+        | dict(mlp_hidden=[100, 100], data_root="", download=False)
+        | settings
+    )
+    engine = resolve_engine(run, device, len(spec.input_shape))
     configure_backends(engine)
     data = memory_data(dataset, split_sizes(dataset, batch_size, args), device)
     torch.manual_seed(0)
@@ -256,18 +260,18 @@ def project_setup(model_name, dataset, batch_size, device, args, settings):
 def time_project(
     model_name, dataset, batch_size, device, args, settings, learner="serial", pack=1
 ) -> tuple[Timer, Any]:
-    """bslr's training core over whole epochs: `train_epoch` then `evaluate` with a learner of `pack` runs."""
+    """bslr's training core over whole epochs: `train_steps` then `evaluate` with a learner of `pack` runs."""
+    from bslr.config import SGDRule
     from bslr.learners import build_learner
-    from bslr.train import evaluate, train_epoch
+    from bslr.train import evaluate, train_steps
 
     engine, data, initial = project_setup(model_name, dataset, batch_size, device, args, settings)
-    runs = [dict(settings, lr=0.01 * (index + 1)) for index in range(pack)]
-    model = build_learner(learner, initial, runs, engine)
+    rules = [SGDRule(lr=0.01 * (index + 1)) for index in range(pack)]
+    model = build_learner(learner, initial, rules, engine)
     order = torch.Generator().manual_seed(0)
 
     def train() -> int:
-        train_epoch(model, data, batch_size, order)
-        return data.size("train") // batch_size
+        return sum(1 for _ in train_steps(model, data, batch_size, order))
 
     return timed_epochs(device, args, train, lambda: evaluate(model, data, 1000)), engine
 

@@ -7,19 +7,24 @@ import warnings
 import pytest
 
 from bslr.budget import Budget, budget_kind
-from bslr.config import ConfigError, job_resources, run_settings, validate_config
+from bslr.config import ConfigError, RunSpec, job_resources, run_spec, validate_config
 from bslr.plan import Plan, Run
 from conftest import tiny_config
 
 MNIST1D = 4000  # training examples
 
 
-def settings(batch_size: int = 64, **experiment) -> dict:
-    """A run's settings; `epochs=None` leaves the experiment without epochs (a step budget)."""
+def spec(batch_size: int = 64, **experiment) -> RunSpec:
+    """A run's typed settings; `epochs=None` leaves the experiment without epochs (a step budget)."""
     config = tiny_config(**experiment)
     if config["experiments"]["tiny"]["epochs"] is None:
         del config["experiments"]["tiny"]["epochs"]
-    return run_settings(validate_config(config), Run("tiny", "mlp", "mnist1d", batch_size, 0.1, 0))
+    return run_spec(validate_config(config), Run("tiny", "mlp", "mnist1d", batch_size, 0.1, 0))
+
+
+def settings(batch_size: int = 64, **experiment) -> dict:
+    """A run's settings as its protocol and per-run file carry them."""
+    return spec(batch_size, **experiment).settings()
 
 
 def evaluations(budget: Budget) -> list[int]:
@@ -29,48 +34,48 @@ def evaluations(budget: Budget) -> list[int]:
 def test_the_epoch_budget_is_the_paper_s_and_changes_no_setting():
     run = settings(epochs=3)
     assert not {"budget", "evaluation", "measures", "measurement"} & set(run)  # as before budgets existed
-    budget = Budget.of(run, MNIST1D)
+    budget = spec(epochs=3).training_budget(MNIST1D)
     assert (budget.kind, budget.steps_per_epoch, budget.steps, budget.epochs) == ("epochs", 62, 186, 3)
     assert evaluations(budget) == [62, 124, 186]  # the end of every epoch
     assert [budget.epoch_of(step) for step in (1, 62, 63, 186)] == [1, 1, 2, 3]
     # a batch size 4 times as large takes 4 times fewer steps
-    assert Budget.of(settings(batch_size=256, epochs=3), MNIST1D).steps == 3 * 15
+    assert spec(batch_size=256, epochs=3).training_budget(MNIST1D).steps == 3 * 15
 
 
 def test_a_step_budget_gives_every_batch_size_the_same_steps_and_ends_mid_epoch():
     for batch_size in (16, 64, 256):
-        budget = Budget.of(settings(batch_size, budget={"steps": 100}, epochs=None), MNIST1D)
+        budget = spec(batch_size, budget={"steps": 100}, epochs=None).training_budget(MNIST1D)
         assert budget.kind == "steps" and budget.steps == 100
         assert budget.epochs == math.ceil(100 / (MNIST1D // batch_size))
-    budget = Budget.of(settings(64, budget={"steps": 100}, epochs=None), MNIST1D)
+    budget = spec(64, budget={"steps": 100}, epochs=None).training_budget(MNIST1D)
     assert evaluations(budget) == [62, 100]  # the epoch's end, and the last step always
 
 
 def test_evaluation_every_n_steps_or_epochs_and_at_the_measured_epochs():
     steps = {"every": 40, "unit": "steps"}
-    assert evaluations(Budget.of(settings(64, epochs=3, evaluation=steps), MNIST1D)) == [40, 80, 120, 160, 186]
+    assert evaluations(spec(64, epochs=3, evaluation=steps).training_budget(MNIST1D)) == [40, 80, 120, 160, 186]
     every_two = {"every": 2, "unit": "epochs"}
-    assert evaluations(Budget.of(settings(64, epochs=5, evaluation=every_two), MNIST1D)) == [124, 248, 310]
-    measured = settings(64, epochs=5, evaluation=every_two, measures=["weight_norm"], measurement={"epochs": [1]})
-    budget = Budget.of(measured, MNIST1D)
+    assert evaluations(spec(64, epochs=5, evaluation=every_two).training_budget(MNIST1D)) == [124, 248, 310]
+    measured = spec(64, epochs=5, evaluation=every_two, measures=["weight_norm"], measurement={"epochs": [1]})
+    budget = measured.training_budget(MNIST1D)
     assert evaluations(budget) == [62, 124, 248, 310] and budget.measures_at(62) and not budget.measures_at(124)
 
 
 def test_a_target_is_reached_at_or_below_a_loss_and_at_or_above_an_accuracy():
-    loss = Budget.of(settings(budget={"target": {"metric": "train_loss", "value": 0.5}}, epochs=4), MNIST1D)
+    loss = spec(budget={"target": {"metric": "train_loss", "value": 0.5}}, epochs=4).training_budget(MNIST1D)
     assert loss.kind == "target" and loss.steps == 4 * 62  # epochs are the maximum
     assert loss.reached({"train_loss": 0.5}) and not loss.reached({"train_loss": 0.51})
     assert not loss.reached({"train_loss": float("nan")})
     accuracy = {"target": {"metric": "train_acc", "value": 0.9}, "steps": 1000}
-    budget = Budget.of(settings(budget=accuracy, epochs=None), MNIST1D)
+    budget = spec(budget=accuracy, epochs=None).training_budget(MNIST1D)
     assert budget.steps == 1000 and budget.reached({"train_acc": 0.9}) and not budget.reached({"train_acc": 0.89})
-    assert not Budget.of(settings(epochs=2), MNIST1D).reached({"train_loss": 0.0})  # no target, never reached
+    assert not spec(epochs=2).training_budget(MNIST1D).reached({"train_loss": 0.0})  # no target, never reached
 
 
 def test_budget_kinds_are_read_from_a_run_s_settings():
-    assert budget_kind(settings(epochs=2)) == "epochs"
-    assert budget_kind(settings(budget={"steps": 10}, epochs=None)) == "steps"
-    assert budget_kind(settings(budget={"target": {"metric": "train_loss", "value": 1}}, epochs=2)) == "target"
+    assert budget_kind(spec(epochs=2).budget) == "epochs"
+    assert budget_kind(spec(budget={"steps": 10}, epochs=None).budget) == "steps"
+    assert budget_kind(spec(budget={"target": {"metric": "train_loss", "value": 1}}, epochs=2).budget) == "target"
 
 
 def without_epochs(**experiment) -> dict:
@@ -122,8 +127,8 @@ def test_a_step_budget_in_training_serves_every_experiment_without_epochs():
     config["training"] = {"budget": {"steps": 500}}
     config["experiments"]["paper"] = dict(tiny_config()["experiments"]["tiny"], budget={})  # back to epochs
     validated = validate_config(config)
-    assert run_settings(validated, Run("tiny", "mlp", "mnist1d", 64, 0.1, 0))["budget"]["steps"] == 500
-    assert "budget" not in run_settings(validated, Run("paper", "mlp", "mnist1d", 64, 0.1, 0))
+    assert run_spec(validated, Run("tiny", "mlp", "mnist1d", 64, 0.1, 0)).budget["steps"] == 500
+    assert "budget" not in run_spec(validated, Run("paper", "mlp", "mnist1d", 64, 0.1, 0)).settings()
 
 
 def test_budget_settings_are_protocol_and_measurement_only_with_measures():

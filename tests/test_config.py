@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from bslr.config import ConfigError, format_lr, job_resources, run_settings, validate_config
+from bslr.config import ConfigError, format_lr, job_resources, run_spec, validate_config
 from bslr.plan import Run, expand_grid, scenarios
 from conftest import tiny_config
 
@@ -74,7 +74,7 @@ def test_defaults_are_filled_and_threads_stay_out_of_the_protocol():
     assert config["figures"]["acc_vs_ratio"]["dpi"] == 200
     assert config["analysis"]["outcomes"] == ["final_test_acc", "best_test_acc", "gap"]
     assert config["analysis"]["diverged"] == "exclude"
-    settings = run_settings(config, Run("tiny", "mlp", "mnist1d", 64, 0.05, 0))
+    settings = run_spec(config, Run("tiny", "mlp", "mnist1d", 64, 0.05, 0)).settings()
     execution = {
         "threads",
         "eval_batch_size",
@@ -111,7 +111,7 @@ def test_experiment_overrides_training_defaults():
     raw = tiny_config(momentum=0.9)
     raw["training"] = {"momentum": 0.5, "weight_decay": 1e-4}
     config = validate_config(raw)
-    settings = run_settings(config, Run("tiny", "mlp", "mnist1d", 64, 0.05, 0))
+    settings = run_spec(config, Run("tiny", "mlp", "mnist1d", 64, 0.05, 0)).settings()
     assert settings["momentum"] == 0.9
     assert settings["weight_decay"] == 1e-4
 

@@ -1,5 +1,6 @@
 """Engine options (precision, channels_last, compile, TF32) and the local GPU claims, on CPU."""
 
+import dataclasses
 import json
 import os
 
@@ -9,14 +10,15 @@ import torch
 import bslr.engine
 import bslr.train
 from bslr.catalog import BUILTIN_MODELS
+from bslr.config import SGDRule
 from bslr.data import MemoryData
 from bslr.engine import claim_gpu, resolve_engine
 from bslr.learners import build_learner
 from bslr.models import build_model
-from bslr.train import train_epoch
+from bslr.train import train_steps
 from test_train import pack, settings, train_one
 
-DEFAULTS = {"precision": "fp32", "tf32": True, "channels_last": "auto", "compile": False}
+DEFAULTS = settings("unused")  # the engine options at their defaults: fp32, TF32 on, channels_last auto, no compile
 
 
 def test_auto_options_resolve_per_device_and_model():
@@ -24,9 +26,9 @@ def test_auto_options_resolve_per_device_and_model():
     assert (cpu.tf32, cpu.channels_last, cpu.fused_sgd, cpu.compile) == (False, False, False, "false")
     cuda = resolve_engine(DEFAULTS, torch.device("cuda", 0), 3)
     assert (cuda.tf32, cuda.channels_last, cuda.fused_sgd) == (True, True, True)
-    signals = resolve_engine(dict(DEFAULTS, channels_last=True), torch.device("cuda", 0), 2)
+    signals = resolve_engine(dataclasses.replace(DEFAULTS, channels_last=True), torch.device("cuda", 0), 2)
     assert not signals.channels_last  # NHWC means nothing for 1-D signals
-    assert not resolve_engine(dict(DEFAULTS, tf32=False), torch.device("cuda", 0), 3).tf32
+    assert not resolve_engine(dataclasses.replace(DEFAULTS, tf32=False), torch.device("cuda", 0), 3).tf32
 
 
 def test_bf16_autocast_trains_close_to_fp32_and_is_recorded(mnist1d_root):
@@ -78,18 +80,19 @@ def cifar_shaped(count: int = 64) -> MemoryData:
 def test_channels_last_trains_the_same_model_in_nhwc():
     results = []
     for channels_last in (False, True):
-        engine = resolve_engine(dict(DEFAULTS, channels_last=channels_last), torch.device("cpu"), 3)
+        engine = resolve_engine(dataclasses.replace(DEFAULTS, channels_last=channels_last), torch.device("cpu"), 3)
         torch.manual_seed(0)
         learner = build_learner(
             "serial",
             build_model(BUILTIN_MODELS["resnet20"], (3, 32, 32), 10),
-            [{"lr": 0.01, "momentum": 0.0, "weight_decay": 0.0}],
+            [SGDRule(lr=0.01)],
             engine,
         )
         if channels_last:
             assert learner.models[0].conv.weight.is_contiguous(memory_format=torch.channels_last)
         data = cifar_shaped()
-        train_epoch(learner, data, 16, torch.Generator().manual_seed(2))
+        for _ in train_steps(learner, data, 16, torch.Generator().manual_seed(2)):
+            pass
         results.append(learner.evaluate(data, "train", 1000)[0])
     (loss, accuracy), (nhwc_loss, nhwc_accuracy) = results
     assert abs(nhwc_loss - loss) < 1e-3 * loss and abs(nhwc_accuracy - accuracy) <= 1 / 64

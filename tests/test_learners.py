@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from bslr.catalog import BUILTIN_MODELS
-from bslr.config import resolve_learner
+from bslr.config import SGDRule, resolve_learner
 from bslr.data import MemoryData
 from bslr.engine import resolve_engine
 from bslr.learners import build_learner
 from bslr.models import build_model
+from test_train import settings
 
-ENGINE = {"precision": "fp32", "tf32": True, "channels_last": "auto", "compile": False}
+ENGINE = settings("unused")  # the engine options at their defaults: fp32, TF32 on, channels_last auto, no compile
 SHAPES = {"mlp": (1, 40), "cnn1d": (1, 40), "resnet20": (3, 32, 32)}
 
 
@@ -39,7 +40,7 @@ def test_stacked_equals_serial_in_float64(model_name, optimizer):
     engine = resolve_engine(ENGINE, torch.device("cpu"), len(shape))
     torch.manual_seed(0)
     base = build_model(BUILTIN_MODELS[model_name], shape, 10).double()
-    runs = [{"lr": lr, **optimizer} for lr in (0.01, 0.02, 0.05)]
+    runs = [SGDRule(lr=lr, **optimizer) for lr in (0.01, 0.02, 0.05)]
     serial = build_learner("serial", base, runs, engine)
     stacked = build_learner("stacked", base, runs, engine)
     data = random_data(shape, 64, seed=1)
@@ -77,7 +78,7 @@ def test_a_stopped_run_is_neither_stepped_nor_evaluated():
     base = build_model(BUILTIN_MODELS["mlp"], (1, 40), 10).double()
     data = random_data((1, 40), 32, seed=3)
     for name in ("serial", "stacked"):
-        learner = build_learner(name, base, [{"lr": 0.1, "momentum": 0.0, "weight_decay": 0.0}] * 2, engine)
+        learner = build_learner(name, base, [SGDRule(lr=0.1)] * 2, engine)
         learner.active[1] = False
         before = [weight.clone() for weight in first_layer(learner)]
         inputs, labels = next(data.train_batches(16, torch.Generator().manual_seed(0)))

@@ -6,6 +6,7 @@ checked against the spread it claims to describe: the exact variance of Hutchins
 spread of the covariance trace over subsets of a population of examples.
 """
 
+import dataclasses
 import math
 
 import pytest
@@ -15,6 +16,7 @@ from torch.func import functional_call
 
 from bslr import measures
 from bslr.catalog import BUILTIN_MODELS
+from bslr.config import RunSpec, SGDRule
 from bslr.data import MemoryData
 from bslr.engine import resolve_engine
 from bslr.learners import build_learner
@@ -30,8 +32,15 @@ from bslr.measures import (
     unflat,
 )
 from bslr.models import build_model
+from test_train import settings
 
 SHAPE, CLASSES, HIDDEN = (1, 8), 3, (16, 8)  # 8*16+16 + 16*8+8 + 8*3+3 = 307 weights
+
+
+def run_measuring(measures: list[str], measurement: dict) -> RunSpec:
+    """A run of seed 0 taking `measures` as `measurement` says (the schema's defaults for what it leaves out)."""
+    run = settings("unused", model="mlp", seed=0, measures=measures)
+    return dataclasses.replace(run, measurement=run.measurement | measurement)
 
 
 def small_mlp(seed: int = 0) -> torch.nn.Module:
@@ -232,15 +241,13 @@ def test_a_window_observed_only_from_its_first_possible_step_is_the_same(last_st
     keeps, and so the fluctuation, are bitwise those of observing every step."""
     model = small_mlp()
     initial = flat({key: weight.detach() for key, weight in model.named_parameters()}).clone()
-    settings = {"seed": 0, "measures": ["fluctuation"], "measurement": {"window": {"length": 10, "unit": "steps"}}}
+    settings = run_measuring(["fluctuation"], {"window": {"length": 10, "unit": "steps"}})
     data = MemoryData(*examples(8), *examples(8))
     every = Measurer(settings, data, initial, steps_per_epoch=4, chunk=8)
     skipping = Measurer(settings, data, initial, steps_per_epoch=4, chunk=8, last_step=last_step)
     assert skipping.first_observed == {40: 31, 37: 29, 5: 1}[last_step]  # blocks of 2 steps, 5 of them
-    engine = resolve_engine(
-        {"precision": "fp32", "tf32": True, "channels_last": "auto", "compile": False}, torch.device("cpu"), 1
-    )
-    learner = build_learner("serial", model, [{"lr": 0.1, "momentum": 0.0, "weight_decay": 0.0}], engine)
+    engine = resolve_engine(settings, torch.device("cpu"), 1)
+    learner = build_learner("serial", model, [SGDRule(lr=0.1)], engine)
     for step in range(1, last_step + 1):
         learner.step(*examples(4, seed=step))
         every.observe(learner, step)
@@ -251,21 +258,18 @@ def test_a_window_observed_only_from_its_first_possible_step_is_the_same(last_st
 
 def test_both_learners_give_the_same_measures():
     """The serial and stacked learners' views of a pack (float64) give the same measures, for each run."""
-    engine = resolve_engine(
-        {"precision": "fp32", "tf32": True, "channels_last": "auto", "compile": False}, torch.device("cpu"), 2
-    )
     inputs, labels = examples(64)
     data = MemoryData(inputs, labels, inputs[:10], labels[:10])
-    settings = {
-        "seed": 0,
-        "measures": ["hessian_trace", "hessian_top", "gradient_noise", "fluctuation", "weight_norm", "init_distance"],
-        "measurement": {"subset": 40, "probes": 4, "iterations": 3, "window": {"length": 1, "unit": "epochs"}},
-    }
+    settings = run_measuring(
+        ["hessian_trace", "hessian_top", "gradient_noise", "fluctuation", "weight_norm", "init_distance"],
+        {"subset": 40, "probes": 4, "iterations": 3, "window": {"length": 1, "unit": "epochs"}},
+    )
+    engine = resolve_engine(settings, torch.device("cpu"), 2)
     measured = {}
     for name in ("serial", "stacked"):
         model = small_mlp()
         initial = flat({key: weight.detach() for key, weight in model.named_parameters()}).clone()
-        runs = [{"lr": lr, "momentum": 0.0, "weight_decay": 0.0} for lr in (0.05, 0.2)]
+        runs = [SGDRule(lr=lr) for lr in (0.05, 0.2)]
         learner = build_learner(name, model, runs, engine)
         measurer = Measurer(settings, data, initial, steps_per_epoch=8, chunk=16)
         for step, (x, y) in enumerate(data.train_batches(8, torch.Generator().manual_seed(2)), 1):

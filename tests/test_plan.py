@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from bslr.config import RunSpec
 from bslr.plan import (
     EXPERIMENT_FIGURES,
     FIGURE_TABLES,
@@ -110,7 +111,8 @@ def test_a_run_is_its_protocol_and_the_keys_of_its_file_name():
     plan = packing(2)
     for run in plan.runs:
         protocol = json.loads(plan.protocol_json(run.experiment))
-        assert {**protocol, **run_keys(run.path)} == plan.settings(run)
+        assert {**protocol, **run_keys(run.path)} == plan.spec(run).settings()
+        assert RunSpec.of(protocol | run_keys(run.path)) == plan.spec(run)
 
 
 def test_the_job_protocol_leaves_packing_out_for_serial_and_in_for_stacked():

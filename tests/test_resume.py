@@ -15,10 +15,11 @@ import torch
 import bslr.learners
 import bslr.train
 from bslr import checkpoint
+from bslr.config import RunSpec
 from bslr.errors import Interrupted, OutOfMemory
 from bslr.plan import generated_path
 from bslr.storage import RUN_COLUMNS, read_run
-from bslr.train import RunOptions, train_pack_to_files
+from bslr.train import RunOptions, pack_fingerprint, train_pack_to_files
 from conftest import REPO, SNAKEMAKE, snakemake, tiny_config, write_config
 from test_train import pack, settings, train_one
 
@@ -27,13 +28,13 @@ METRICS = [column for column in RUN_COLUMNS if column != "seconds"]
 
 @functools.cache
 def _uninterrupted(runs: str) -> list:
-    return bslr.train.train_pack(json.loads(runs))
+    return bslr.train.train_pack([RunSpec.of(run) for run in json.loads(runs)])
 
 
-def uninterrupted(runs: list[dict]) -> list:
+def uninterrupted(runs: list[RunSpec]) -> list:
     """The pack trained without interruption: once per pack in this module, where both interruptions of a
     pack compare with it (the frames are only read)."""
-    return _uninterrupted(json.dumps(runs, sort_keys=True))
+    return _uninterrupted(json.dumps([run.settings() for run in runs], sort_keys=True))
 
 
 def crash_at_epoch(monkeypatch, epoch: int) -> None:
@@ -81,19 +82,28 @@ def test_an_interrupted_pack_resumes_to_the_metrics_of_an_uninterrupted_one(
     reference = uninterrupted(runs)
     path, outputs = tmp_path / "pack.pt", [str(tmp_path / f"run{index}.parquet") for index in range(size)]
     if interruption == "SIGKILL":  # a real `bslr train` job, killed with no chance to clean up
-        command = [sys.executable, "-m", "bslr", "train", "--settings", json.dumps(runs), "--output", *outputs]
+        command = [
+            sys.executable,
+            "-m",
+            "bslr",
+            "train",
+            "--settings",
+            json.dumps([run.settings() for run in runs]),
+            "--output",
+            *outputs,
+        ]
         process = subprocess.Popen([*command, "--checkpoint", str(path)], stdout=subprocess.DEVNULL)
         wait_for(path, process)
         process.kill()
         assert process.wait() == -signal.SIGKILL
-        progress = checkpoint.load(path, fingerprint(runs, learner))["progress"]
+        progress = checkpoint.load(path, pack_fingerprint(runs, learner))["progress"]
         assert 1 <= max(len(rows) for rows in progress["rows"]) < 4
     else:  # 125 steps per epoch: the signal arrives at epoch 2, step 10, and the checkpoint keeps that step
         with monkeypatch.context() as patch:
             signal_at_step(patch, 135)
             with pytest.raises(Interrupted, match="received signal SIGUSR1 in epoch 2"):
                 bslr.train.train_pack(runs, RunOptions(checkpoint=str(path)))
-        state = checkpoint.load(path, fingerprint(runs, learner))
+        state = checkpoint.load(path, pack_fingerprint(runs, learner))
         assert [len(rows) for rows in state["progress"]["rows"]] == [1] * size and state["progress"]["step"] == 135
         assert state["order_state"] is not None  # the stopped epoch's order, replayed on resuming
     frames = train_pack_to_files(runs, outputs, RunOptions(checkpoint=str(path)))
@@ -133,7 +143,16 @@ def test_a_pack_interrupted_mid_budget_resumes_to_the_rows_and_measures_of_an_un
     reference = uninterrupted(runs)
     path, outputs = tmp_path / "pack.pt", [str(tmp_path / f"run{index}.parquet") for index in range(2)]
     if interruption == "SIGKILL":
-        command = [sys.executable, "-m", "bslr", "train", "--settings", json.dumps(runs), "--output", *outputs]
+        command = [
+            sys.executable,
+            "-m",
+            "bslr",
+            "train",
+            "--settings",
+            json.dumps([run.settings() for run in runs]),
+            "--output",
+            *outputs,
+        ]
         process = subprocess.Popen([*command, "--checkpoint", str(path)], stdout=subprocess.DEVNULL)
         wait_for(path, process)
         process.kill()
@@ -143,7 +162,7 @@ def test_a_pack_interrupted_mid_budget_resumes_to_the_rows_and_measures_of_an_un
             signal_at_step(patch, 135)
             with pytest.raises(Interrupted, match="received signal SIGUSR1 in epoch 2"):
                 bslr.train.train_pack(runs, RunOptions(checkpoint=str(path)))
-    progress = checkpoint.load(path, fingerprint(runs, learner))["progress"]
+    progress = checkpoint.load(path, pack_fingerprint(runs, learner))["progress"]
     assert 125 <= progress["step"] < 375
     if budget == "target":  # the run that reached its target stays ended after resuming
         assert progress["reached"][1] is not None and progress["reached"][0] is None
@@ -154,10 +173,6 @@ def test_a_pack_interrupted_mid_budget_resumes_to_the_rows_and_measures_of_an_un
         pd.testing.assert_frame_equal(frame.drop(columns="seconds"), expected.drop(columns="seconds"), check_exact=True)
     if budget == "target":
         assert [read_run(output)[1]["reached_target"] for output in outputs] == ["false", "true"]
-
-
-def fingerprint(runs: list[dict], learner: str) -> str:
-    return checkpoint.settings_hash({"runs": runs, "learner": learner})
 
 
 def test_checkpoint_of_other_settings_is_refused(mnist1d_root, tmp_path, monkeypatch, capsys):
@@ -184,7 +199,7 @@ def test_checkpoint_is_removed_after_the_parquet_unless_kept(mnist1d_root, tmp_p
         assert path.exists() == keep
     # a kept checkpoint loads with weights_only=True: plain tensors and containers only
     state = torch.load(tmp_path / "keepTrue.pt", weights_only=True)
-    assert state["settings_hash"] == fingerprint([settings(mnist1d_root, epochs=3)], "serial")
+    assert state["settings_hash"] == pack_fingerprint([settings(mnist1d_root, epochs=3)], "serial")
 
 
 def test_unreadable_checkpoint_is_ignored(mnist1d_root, tmp_path, capsys):
@@ -216,7 +231,7 @@ def test_sigterm_stops_cleanly_and_the_rerun_resumes(mnist1d_root, tmp_path):
         "bslr",
         "train",
         "--settings",
-        json.dumps(run),
+        json.dumps(run.settings()),
         "--output",
         str(output),
         "--checkpoint",
@@ -269,6 +284,6 @@ def test_sigkilled_snakemake_job_resumes_to_identical_metrics(mnist1d_root, tmp_
     assert "resuming from" in (tmp_path / "logs/train/tiny/mnist1d/cnn1d/bs16_lr0.1_seed0.log").read_text()
     assert not (tmp_path / "resources").exists()
     data = generated_path("mnist1d", mnist1d_root)
-    reference, _ = train_one(json.loads(metadata["settings"]), RunOptions(data_file=str(data)))
+    reference, _ = train_one(RunSpec.of(json.loads(metadata["settings"])), RunOptions(data_file=str(data)))
     pd.testing.assert_frame_equal(resumed[METRICS], reference[METRICS], check_exact=True)
     assert not (tmp_path / "results/checkpoints/tiny/mnist1d/cnn1d/bs16_lr0.1_seed0.pt").exists()

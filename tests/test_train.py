@@ -1,5 +1,6 @@
 """The training core: one loop for a pack of K >= 1 runs; a single run is a pack of one."""
 
+import dataclasses
 import json
 import math
 
@@ -8,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bslr.catalog import MEASURE_COLUMNS
-from bslr.config import validate_config
+from bslr.config import RunSpec, run_spec, validate_config
 from bslr.errors import ConfigError
 from bslr.plan import Run
 from bslr.storage import RUN_COLUMNS, read_run
@@ -18,23 +19,21 @@ from conftest import tiny_config
 METRICS = [column for column in RUN_COLUMNS if column != "seconds"]
 
 
-def settings(root, model="cnn1d", batch_size=64, lr=0.1, seed=3, **overrides) -> dict:
+def settings(root, model="cnn1d", batch_size=64, lr=0.1, seed=3, **overrides) -> RunSpec:
     """A run's settings resolved from a real config, as the workflow passes them to `bslr train`."""
-    from bslr.config import run_settings
-
     raw = tiny_config(models=[model], epochs=overrides.pop("epochs", 2), device="cpu", **overrides)
     if raw["experiments"]["tiny"]["epochs"] is None:  # a step budget
         del raw["experiments"]["tiny"]["epochs"]
     raw["data"] = {"root": str(root)}
-    return run_settings(validate_config(raw), Run("tiny", model, "mnist1d", batch_size, lr, seed))
+    return run_spec(validate_config(raw), Run("tiny", model, "mnist1d", batch_size, lr, seed))
 
 
-def pack(root, lrs=(0.05, 0.1, 0.2), learner="serial", **overrides) -> list[dict]:
+def pack(root, lrs=(0.05, 0.1, 0.2), learner="serial", **overrides) -> list[RunSpec]:
     """Settings of runs that differ only in learning rate, for `learner`."""
     return [settings(root, lr=lr, pack={"size": "all", "learner": learner}, **overrides) for lr in lrs]
 
 
-def train_one(run: dict, options: RunOptions | None = None) -> tuple[pd.DataFrame, dict]:
+def train_one(run: RunSpec, options: RunOptions | None = None) -> tuple[pd.DataFrame, dict]:
     (result,) = train_pack([run], options or RunOptions())
     return result
 
@@ -76,7 +75,7 @@ def test_a_serial_pack_is_bitwise_its_runs_trained_alone(mnist1d_root, model, th
     for (frame, metadata), run in zip(packed, runs, strict=True):
         alone, _ = train_one(run, options)
         pd.testing.assert_frame_equal(frame[METRICS], alone[METRICS], check_exact=True)
-        assert json.loads(metadata["settings"]) == run
+        assert json.loads(metadata["settings"]) == run.settings()
         assert json.loads(metadata["packed_learning_rates"]) == [0.05, 0.1, 0.2]
         assert metadata["learner"] == "serial" and json.loads(metadata["engine"])["device"] == "cpu"
 
@@ -95,7 +94,7 @@ def test_a_diverged_learning_rate_stops_alone(mnist1d_root, learner):
     assert good_metadata["diverged"] == "false" and len(good) == 3
     # the diverged model's NaNs stay in its own slice: its partner trains as with a finite partner (for
     # the stacked learner, a pack of the same shape runs the same kernels, so the comparison is bitwise)
-    (expected, _), _ = train_pack([runs[0], dict(runs[1], lr=0.2)])
+    (expected, _), _ = train_pack([runs[0], dataclasses.replace(runs[1], lr=0.2)])
     pd.testing.assert_frame_equal(good[METRICS], expected[METRICS], check_exact=True)
 
 
@@ -107,7 +106,7 @@ def test_a_single_run_divergence_ends_the_run(mnist1d_root):
 
 def test_runs_that_differ_in_more_than_lr_are_refused(mnist1d_root, tmp_path):
     runs = pack(mnist1d_root, lrs=(0.1, 0.2), model="mlp")
-    runs[1] = dict(runs[1], batch_size=64 * 2)
+    runs[1] = dataclasses.replace(runs[1], batch_size=64 * 2)
     with pytest.raises(ConfigError, match=r"differ only in lr, but these settings differ too: \['batch_size'\]"):
         train_pack(runs)
     with pytest.raises(ConfigError, match="distinct learning rates"):
@@ -121,7 +120,7 @@ def test_per_run_parquet_carries_provenance(mnist1d_root, tmp_path):
     train_pack_to_files([settings(mnist1d_root)], [str(output)])
     frame, metadata = read_run(output)
     assert len(frame) == 2
-    assert json.loads(metadata["settings"]) == settings(mnist1d_root)
+    assert json.loads(metadata["settings"]) == settings(mnist1d_root).settings()
     for key in ("bslr_version", "torch_version", "cuda_version", "device", "host", "slurm_job_id", "learner"):
         assert key in metadata
     assert metadata["device"].startswith("cpu")
@@ -203,7 +202,7 @@ def test_measures_are_taken_at_the_asked_epochs_and_the_end_and_a_serial_pack_me
         "epochs": [1],
     }
     runs = pack(mnist1d_root, lrs=(0.05, 0.2), model="mlp", batch_size=64, epochs=3, measures=ALL_MEASURES)
-    runs = [dict(run, measurement=measurement) for run in runs]
+    runs = [dataclasses.replace(run, measurement=measurement) for run in runs]
     for (frame, _), run in zip(train_pack(runs), runs, strict=True):
         assert list(frame.columns) == RUN_COLUMNS + MEASURED
         measured = frame[frame["epoch"] != 2]

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from bslr.catalog import ModelSpec, dataset_of
-from bslr.config import run_settings, validate_config
+from bslr.catalog import ModelSpec
+from bslr.config import run_spec, validate_config
 from bslr.data import channel_statistics, load_dataset
 from bslr.errors import ModelError
 from bslr.models import build_model
@@ -27,7 +27,7 @@ DATASETS = {"images": {"format": "npz", "path": "data/images.npz"}}
 def pack_settings(models: dict, model: str, lrs=(0.05, 0.1), datasets=DATASETS, dataset="images", **training):
     config = validate_config(user_config(models, datasets, models=[model], datasets=[dataset], **training))
     catalog = catalog_of(config)
-    return [run_settings(config, Run("tiny", model, dataset, 16, lr, 0), catalog) for lr in lrs]
+    return [run_spec(config, Run("tiny", model, dataset, 16, lr, 0), catalog) for lr in lrs]
 
 
 def metrics(results) -> list[list[float]]:
@@ -71,7 +71,7 @@ def test_a_torchvision_model_trains_on_an_image_folder_in_memory(workdir):
     datasets = {"pictures": {"format": "imagefolder", "path": "pictures", "image_size": 8, "augment": "crop_flip"}}
     models = {"mn": {"factory": "torchvision:mobilenet_v3_small"}}
     runs = pack_settings(models, "mn", lrs=(0.01,), datasets=datasets, dataset="pictures")
-    data = load_dataset(dataset_of(runs[0]), "", False, "standard", torch.device("cpu"), seed=0)
+    data = load_dataset(runs[0].dataset_entry, "", False, "standard", torch.device("cpu"), seed=0)
     arrays = image_arrays()
     assert data.crop_flip and data.x_train.shape == (96, 3, 8, 8)
     # the PNGs decode to the arrays they were written from (grey as RGB), in ImageFolder's class order
@@ -96,7 +96,16 @@ def test_a_model_with_the_wrong_output_is_one_line_from_bslr_train_and_writes_no
     settings = pack_settings(models, "bad", lrs=(0.1,))[0]
     output = workdir / "run.parquet"
     result = subprocess.run(
-        [sys.executable, "-m", "bslr.cli", "train", "--settings", json.dumps(settings), "--output", str(output)],
+        [
+            sys.executable,
+            "-m",
+            "bslr.cli",
+            "train",
+            "--settings",
+            json.dumps(settings.settings()),
+            "--output",
+            str(output),
+        ],
         capture_output=True,
         text=True,
         cwd=workdir,

@@ -15,7 +15,8 @@ import pandas as pd
 
 from bslr.budget import budget_kind
 from bslr.catalog import MEASURE_COLUMNS
-from bslr.storage import read_run, run_settings_of
+from bslr.config import RunSpec
+from bslr.storage import read_run, run_spec_of
 
 KEYS = ["experiment", "model", "dataset", "batch_size", "lr", "seed"]
 # The measures' columns: their values at the end of the run (NaN where not measured, or diverged).
@@ -38,15 +39,15 @@ RUNS_COLUMNS = (
 )
 
 
-def summarise(epochs: pd.DataFrame, settings: dict, diverged: bool, metadata: dict[str, str] | None = None) -> dict:
+def summarise(epochs: pd.DataFrame, run: RunSpec, diverged: bool, metadata: dict[str, str] | None = None) -> dict:
     """One row of runs.parquet: the run's keys, its final and best metrics, its budget and how it ended
     (`reached_target`: null without a target or for a diverged run, false for a censored one), and its final
     measures."""
     last, metadata = epochs.iloc[-1], metadata or {}
     reached, target_step = (json.loads(metadata.get(key, "null")) for key in ("reached_target", "target_step"))
     return {
-        **{key: settings[key] for key in KEYS},
-        "ratio": settings["batch_size"] / settings["lr"],
+        **{key: getattr(run, key) for key in KEYS},
+        "ratio": run.batch_size / run.lr,
         "epochs": int(last["epoch"]),
         "final_test_acc": float(last["test_acc"]),
         "best_test_acc": float(epochs["test_acc"].max()),
@@ -55,7 +56,7 @@ def summarise(epochs: pd.DataFrame, settings: dict, diverged: bool, metadata: di
         "final_train_loss": float(last["train_loss"]),
         "gap": float(last["train_acc"] - last["test_acc"]),
         "diverged": diverged or not np.isfinite(last["train_loss"]),
-        "budget": budget_kind(settings),
+        "budget": budget_kind(run.budget),
         "steps": int(last["step"]),
         "reached_target": pd.NA if reached is None else reached,
         "target_step": pd.NA if target_step is None else target_step,
@@ -69,9 +70,11 @@ def aggregate(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     run_rows, epoch_frames = [], []
     for path in paths:
         epochs, metadata = read_run(path)
-        settings = run_settings_of(metadata)
-        run_rows.append(summarise(epochs, settings, metadata.get("diverged") == "true", metadata))
-        keyed = epochs.assign(**{key: settings[key] for key in KEYS if key not in epochs}, budget=budget_kind(settings))
+        run = run_spec_of(metadata, path)
+        run_rows.append(summarise(epochs, run, metadata.get("diverged") == "true", metadata))
+        keyed = epochs.assign(
+            **{key: getattr(run, key) for key in KEYS if key not in epochs}, budget=budget_kind(run.budget)
+        )
         epoch_frames.append(keyed)
     runs = pd.DataFrame(run_rows, columns=RUNS_COLUMNS).sort_values(KEYS, ignore_index=True)
     runs = runs.astype({"reached_target": "boolean", "target_step": "Int64"})

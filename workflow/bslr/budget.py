@@ -14,19 +14,18 @@ the batch size, rounded down: the last, smaller batch is dropped), so step s fal
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bslr.config import with_protocol_defaults
 from bslr.errors import ConfigError
 
 
-def budget_kind(settings: dict[str, Any]) -> str:
-    """`epochs`, `steps` or `target`: which budget a run's settings give."""
-    budget = with_protocol_defaults(settings)["budget"]
-    if budget["target"] is not None:
+def budget_kind(budget: Mapping[str, Any]) -> str:
+    """`epochs`, `steps` or `target`: which budget a run's `budget` settings give."""
+    if budget.get("target") is not None:
         return "target"
-    return "steps" if budget["steps"] is not None else "epochs"
+    return "steps" if budget.get("steps") is not None else "epochs"
 
 
 @dataclass(frozen=True)
@@ -42,22 +41,29 @@ class Budget:
     measure_epochs: frozenset[int] = frozenset()  # epochs at whose end the measures are taken too
 
     @classmethod
-    def of(cls, settings: dict[str, Any], train_size: int) -> Budget:
-        """The budget of a run with these settings on a training set of `train_size` examples."""
-        settings = with_protocol_defaults(settings)
-        steps_per_epoch = train_size // settings["batch_size"]
+    def of(
+        cls,
+        train_size: int,
+        *,
+        batch_size: int,
+        epochs: int | None,
+        budget: Mapping[str, Any],
+        evaluation: Mapping[str, Any],
+        measure_epochs: Iterable[int] = (),
+    ) -> Budget:
+        """The budget of a run at `batch_size` on a training set of `train_size` examples: `epochs` epochs,
+        or `budget["steps"]` steps, evaluated as `evaluation` says (`every`, `unit`)."""
+        steps_per_epoch = train_size // batch_size
         if steps_per_epoch == 0:
-            raise ConfigError(f"batch size {settings['batch_size']} is larger than the {train_size} training examples")
-        budget, evaluation = settings["budget"], settings["evaluation"]
-        steps = budget["steps"] if budget["steps"] is not None else settings["epochs"] * steps_per_epoch
-        measure_epochs = settings["measurement"]["epochs"] if settings["measures"] else []
+            raise ConfigError(f"batch size {batch_size} is larger than the {train_size} training examples")
+        steps = budget["steps"] if budget.get("steps") is not None else epochs * steps_per_epoch
         return cls(
-            kind=budget_kind(settings),
+            kind=budget_kind(budget),
             steps=steps,
             steps_per_epoch=steps_per_epoch,
             every=evaluation["every"],
             unit=evaluation["unit"],
-            target=budget["target"],
+            target=budget.get("target"),
             measure_epochs=frozenset(measure_epochs),
         )
 

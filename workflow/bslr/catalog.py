@@ -207,20 +207,6 @@ def display_name(name: str) -> str:
     return BUILTIN.display_name(name)
 
 
-def model_of(settings: dict[str, Any]) -> ModelSpec:
-    """The model a run's settings name: a built-in one, or the user's entry its settings carry."""
-    if "model_spec" in settings:
-        return ModelSpec(settings["model"], **settings["model_spec"])
-    return BUILTIN_MODELS[settings["model"]]
-
-
-def dataset_of(settings: dict[str, Any]) -> DatasetSpec:
-    """The data set a run's settings name: a built-in one, or the user's entry its settings carry."""
-    if "dataset_spec" in settings:
-        return DatasetSpec.from_protocol(settings["dataset"], settings["dataset_spec"])
-    return BUILTIN_DATASETS[settings["dataset"]]
-
-
 # The columns each measure (`training.measures`) adds to the rows it is taken at (NaN on the others); a
 # per-run file has them only with its measure on. `_se`: the estimate's standard error from its own
 # sampling; `hessian_top_residual`: ||Hv - lambda v||, which bounds the distance to an eigenvalue.

@@ -77,6 +77,7 @@ def read_execution_options(path: str) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from bslr.config import RunSpec
     from bslr.train import RunOptions, train_pack_to_files
 
     options = RunOptions(
@@ -101,12 +102,12 @@ def cmd_train(args: argparse.Namespace) -> None:
         from bslr.plan import checkpoint_path, run_keys
 
         protocol = json.loads(args.protocol)
-        runs = [dict(sorted({**protocol, **run_keys(output)}.items())) for output in args.output]
+        runs = [RunSpec.of(protocol | run_keys(output)) for output in args.output]
         if args.checkpoint == "auto":
             options = dataclasses.replace(options, checkpoint=checkpoint_path(args.output))
     else:
         settings = json.loads(args.settings)
-        runs = settings if isinstance(settings, list) else [settings]  # a pack, or one run
+        runs = [RunSpec.of(run) for run in (settings if isinstance(settings, list) else [settings])]  # a pack, or one
     if options.checkpoint == "auto":
         raise ConfigError("--checkpoint auto needs --protocol and per-run output paths; give a checkpoint path")
     frames = train_pack_to_files(runs, args.output, options)

@@ -8,11 +8,14 @@ imports this module (see `bslr.plan`).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import itertools
 import json
 import math
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from bslr.catalog import MEASURE_COLUMNS, Catalog
+from bslr.budget import Budget
+from bslr.catalog import BUILTIN_DATASETS, BUILTIN_MODELS, MEASURE_COLUMNS, Catalog, DatasetSpec, ModelSpec
 from bslr.errors import ConfigError
 from bslr.registry import catalog_of, resolve_entries
 
@@ -37,7 +41,7 @@ NON_PROTOCOL_KEYS = (
     "runtime",
     "keep_checkpoints",
     "deterministic",
-    "pack",  # its `learner` is protocol (see `run_settings`); its `size` only groups runs into jobs
+    "pack",  # its `learner` is protocol (see `run_spec`); its `size` only groups runs into jobs
 )
 
 # Execution options a training job reads from results/execution/{experiment}.json at its start: an input
@@ -55,8 +59,8 @@ GRID_KEYS = ("models", "datasets", "batch_sizes", "learning_rates", "seeds", "ep
 
 # Protocol keys added after runs were first recorded: a run's settings carry them only where they differ
 # from their defaults (and `measurement` only with measures on), so that the settings of a config written
-# before them stay what they were and Snakemake re-trains none of its runs. `with_protocol_defaults` puts
-# them back for the code that trains.
+# before them stay what they were and Snakemake re-trains none of its runs. `RunSpec.of` puts them back
+# for the code that trains.
 DEFAULTED_PROTOCOL_KEYS = ("budget", "evaluation", "measures", "measurement")
 
 
@@ -237,9 +241,127 @@ def _protocol_defaults() -> str:
     return json.dumps({key: training[key] for key in DEFAULTED_PROTOCOL_KEYS})
 
 
-def with_protocol_defaults(settings: dict[str, Any]) -> dict[str, Any]:
-    """A run's settings with the keys of DEFAULTED_PROTOCOL_KEYS it leaves out at their defaults."""
-    return {**json.loads(_protocol_defaults()), **settings}
+@dataclass(frozen=True)
+class SGDRule:
+    """How SGD updates one run's weights: its learning rate, heavy-ball momentum and L2 weight decay."""
+
+    lr: float
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines one run's result, typed: what a training job trains and a per-run file records.
+
+    Built where a run's settings enter (`run_spec` from a config, `RunSpec.of` from the JSON a training job
+    or a per-run file carries), with every default applied there, once. Its JSON form (`settings`) is what
+    Snakemake compares to decide whether a run re-trains, so it leaves out the keys of
+    DEFAULTED_PROTOCOL_KEYS at their defaults and stays what it was for every config written before them.
+    The nested values (budget, evaluation, measurement, the entries of a config's own model or data set)
+    are plain JSON mappings, read and never changed.
+    """
+
+    experiment: str
+    model: str
+    dataset: str
+    batch_size: int
+    lr: float
+    seed: int
+    learner: str  # of the pack: `serial` computes each run as alone, `stacked` with batched kernels
+    epochs: int | None  # None: the length is `budget.steps`
+    momentum: float
+    weight_decay: float
+    augment: str
+    device: str
+    precision: str
+    tf32: bool
+    channels_last: bool | str
+    compile: bool | str
+    mlp_hidden: tuple[int, ...]
+    data_root: str
+    download: bool
+    budget: Mapping[str, Any] = field(hash=False)
+    evaluation: Mapping[str, Any] = field(hash=False)
+    measures: tuple[str, ...] = ()
+    measurement: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    pack_learning_rates: tuple[float, ...] | None = None  # a non-serial pack's, whose runs depend on each other
+    model_spec: Mapping[str, Any] | None = field(default=None, hash=False)  # a config's own model's declaration
+    dataset_spec: Mapping[str, Any] | None = field(default=None, hash=False)  # a config's own data set's
+
+    @classmethod
+    def of(cls, settings: Mapping[str, Any]) -> RunSpec:
+        """The run whose settings these are (a run's JSON settings, as a job's protocol and file name or a
+        per-run file's metadata give them), with the defaults of the keys they may leave out."""
+        known = {spec.name for spec in dataclasses.fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ConfigError(
+                f"run settings have unknown keys {unknown}; they were not written by this version of bslr "
+                f"(known: {', '.join(sorted(known))})"
+            )
+        full = {**json.loads(_protocol_defaults()), "epochs": None, **settings}
+        required = {spec.name for spec in dataclasses.fields(cls) if spec.default is dataclasses.MISSING}
+        missing = sorted(required - set(full))
+        if missing:
+            raise ConfigError(f"run settings lack {missing}; give every key of a run's settings (bslr.config.RunSpec)")
+        full["mlp_hidden"] = tuple(full["mlp_hidden"])
+        full["measures"] = tuple(full["measures"])
+        if full.get("pack_learning_rates") is not None:
+            full["pack_learning_rates"] = tuple(float(lr) for lr in full["pack_learning_rates"])
+        return cls(**full)
+
+    def settings(self) -> dict[str, Any]:
+        """The run's settings as JSON-ready values, sorted by key: what its protocol and per-run file hold."""
+        defaults = json.loads(_protocol_defaults())
+        settings = {}
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if spec.name in DEFAULTED_PROTOCOL_KEYS:
+                value = list(value) if isinstance(value, tuple) else dict(value)
+                if value == defaults[spec.name] or (spec.name == "measurement" and not self.measures):
+                    continue
+            elif value is None and spec.name in OPTIONAL_SETTINGS:
+                continue
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            settings[spec.name] = value
+        return dict(sorted(settings.items()))
+
+    @property
+    def sgd(self) -> SGDRule:
+        return SGDRule(self.lr, self.momentum, self.weight_decay)
+
+    @property
+    def model_entry(self) -> ModelSpec:
+        """The model this run trains: a built-in one, or the config's own entry its settings carry."""
+        if self.model_spec is not None:
+            return ModelSpec(self.model, **self.model_spec)
+        return BUILTIN_MODELS[self.model]
+
+    @property
+    def dataset_entry(self) -> DatasetSpec:
+        """The data set this run trains on: a built-in one, or the config's own entry its settings carry."""
+        if self.dataset_spec is not None:
+            return DatasetSpec.from_protocol(self.dataset, dict(self.dataset_spec))
+        return BUILTIN_DATASETS[self.dataset]
+
+    def training_budget(self, train_size: int | None = None) -> Budget:
+        """The run's budget in steps on its data set (or on a training set of `train_size` examples)."""
+        return Budget.of(
+            train_size if train_size is not None else self.dataset_entry.train_size,
+            batch_size=self.batch_size,
+            epochs=self.epochs,
+            budget=self.budget,
+            evaluation=self.evaluation,
+            measure_epochs=self.measurement["epochs"] if self.measures else (),
+        )
+
+
+# Settings a run carries only where it has them (a length in epochs, a non-serial pack, a config's own entry).
+OPTIONAL_SETTINGS = ("epochs", "pack_learning_rates", "model_spec", "dataset_spec")
 
 
 def check_budget(name: str, experiment: dict[str, Any], training: dict[str, Any], catalog: Catalog) -> None:
@@ -267,11 +389,9 @@ def check_budget(name: str, experiment: dict[str, Any], training: dict[str, Any]
         )
     if training["measures"] and training["measurement"]["epochs"]:
         # every run must reach each asked epoch: under a step budget the smallest batch size runs fewest epochs
-        from bslr.budget import Budget  # it imports this module
-
-        smallest = {**training, "epochs": experiment.get("epochs"), "batch_size": min(experiment["batch_sizes"])}
         shortest = min(
-            Budget.of(smallest, catalog.datasets[dataset].train_size).epochs for dataset in experiment["datasets"]
+            planned_budget(training, experiment, min(experiment["batch_sizes"]), catalog.datasets[dataset]).epochs
+            for dataset in experiment["datasets"]
         )
         late = [epoch for epoch in training["measurement"]["epochs"] if epoch > shortest]
         if late:
@@ -384,41 +504,49 @@ def training_settings(config: dict[str, Any], experiment: str) -> dict[str, Any]
     return settings
 
 
-def run_settings(config: dict[str, Any], run: Any, catalog: Catalog | None = None) -> dict[str, Any]:
+def run_spec(config: dict[str, Any], run: Any, catalog: Catalog | None = None) -> RunSpec:
     """Everything that defines a run's result: the protocol a training job is invalidated by.
 
     The pack's learner is part of it (`stacked` computes with other kernels than a run alone; `serial`
     is exactly a run alone), the pack's size is not (it only decides how many runs share a job). A model
     or data set of the config's own adds its declaration (`model_spec`, `dataset_spec`: factory, kwargs,
     the source's hash, the shapes read from the data), so that the run's settings alone say how to train it.
-    `catalog`: the config's (`catalog_of`), where the caller holds it already.
+    `run`: anything with the attributes of `bslr.plan.Run`; `catalog`: the config's (`catalog_of`), where
+    the caller holds it already.
     """
     training = training_settings(config, run.experiment)
-    settings = {k: v for k, v in training.items() if k not in NON_PROTOCOL_KEYS}
-    defaults = with_protocol_defaults({})
-    for key in DEFAULTED_PROTOCOL_KEYS:
-        if settings[key] == defaults[key] or (key == "measurement" and not training["measures"]):
-            del settings[key]
-    epochs = config["experiments"][run.experiment].get("epochs")
-    settings.update(
-        learner=training["pack"]["learner"],
-        experiment=run.experiment,
-        model=run.model,
-        dataset=run.dataset,
-        batch_size=run.batch_size,
-        lr=run.lr,
-        seed=run.seed,
-        data_root=config["data"]["root"],
-        download=config["data"]["download"],
-        **({} if epochs is None else {"epochs": epochs}),
-    )
     catalog = catalog or catalog_of(config)
     model, dataset = catalog.models[run.model], catalog.datasets[run.dataset]
-    if not model.builtin:
-        settings["model_spec"] = model.protocol()
-    if not dataset.builtin:
-        settings["dataset_spec"] = dataset.protocol()
-    return dict(sorted(settings.items()))
+    protocol = {key: value for key, value in training.items() if key not in NON_PROTOCOL_KEYS}
+    return RunSpec.of(
+        protocol
+        | dict(
+            learner=training["pack"]["learner"],
+            experiment=run.experiment,
+            model=run.model,
+            dataset=run.dataset,
+            batch_size=run.batch_size,
+            lr=run.lr,
+            seed=run.seed,
+            data_root=config["data"]["root"],
+            download=config["data"]["download"],
+            epochs=config["experiments"][run.experiment].get("epochs"),
+            model_spec=None if model.builtin else model.protocol(),
+            dataset_spec=None if dataset.builtin else dataset.protocol(),
+        )
+    )
+
+
+def planned_budget(training: dict[str, Any], experiment: dict[str, Any], batch_size: int, data: DatasetSpec) -> Budget:
+    """The budget of an experiment's runs at `batch_size` on `data` (its `training` settings applied)."""
+    return Budget.of(
+        data.train_size,
+        batch_size=batch_size,
+        epochs=experiment.get("epochs"),
+        budget=training["budget"],
+        evaluation=training["evaluation"],
+        measure_epochs=training["measurement"]["epochs"] if training["measures"] else (),
+    )
 
 
 def resolve_learner(name: str, runs: int) -> str:
@@ -452,15 +580,10 @@ def job_resources(
     purpose: a job killed by its time limit costs more than one that waits longer in the queue) times the
     model's relative cost; a config's own models and data sets give `runtime` instead.
     """
-    from bslr.budget import Budget
-
     settings = training_settings(config, experiment)
     catalog = catalog or catalog_of(config)
     spec, data, network = config["experiments"][experiment], catalog.datasets[dataset], catalog.models[model]
-    budgets = [
-        Budget.of({**settings, "epochs": spec.get("epochs"), "batch_size": size}, data.train_size)
-        for size in spec["batch_sizes"]
-    ]
+    budgets = [planned_budget(settings, spec, size, data) for size in spec["batch_sizes"]]
     # the most epochs any batch size may take, in epochs evaluated once each as `minutes_per_epoch` assumes;
     # each further evaluation costs up to half an epoch (a full pass over both sets: 0.34 to 0.52 of a
     # training epoch measured on CIFAR), and the measures up to a third more (18-34% in docs/findings.md)

@@ -15,9 +15,10 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
+
+from bslr.config import RunSpec, SGDRule
 
 # Where jobs sharing one machine note which GPU each took; see `claim_gpu`.
 CLAIMS_DIR = Path(os.environ.get("BSLR_GPU_CLAIMS", Path(tempfile.gettempdir()) / "bslr-gpu-claims"))
@@ -38,19 +39,19 @@ class Engine:
         return json.dumps(asdict(self), sort_keys=True)
 
 
-def resolve_engine(settings: dict[str, Any], device: torch.device, input_rank: int) -> Engine:
+def resolve_engine(run: RunSpec, device: torch.device, input_rank: int) -> Engine:
     """Decide the `auto` options for this device and input: channels_last only helps 2-D convolutions
     on a GPU; TF32 and fused SGD exist only on CUDA."""
     cuda = device.type == "cuda"
-    channels_last = settings["channels_last"]
+    channels_last = run.channels_last
     if channels_last == "auto":
         channels_last = cuda and input_rank == 3
     return Engine(
         device=str(device),
-        precision=settings["precision"],
-        tf32=bool(settings["tf32"]) and cuda,
+        precision=run.precision,
+        tf32=bool(run.tf32) and cuda,
         channels_last=bool(channels_last) and input_rank == 3,
-        compile=str(settings["compile"]).lower(),
+        compile=str(run.compile).lower(),
         fused_sgd=cuda,
     )
 
@@ -89,13 +90,13 @@ def autocast(engine: Engine) -> contextlib.AbstractContextManager:
     return torch.autocast(device_type, dtype=torch.bfloat16, enabled=engine.precision == "bf16")
 
 
-def sgd(parameters, settings: dict[str, Any], engine: Engine) -> torch.optim.SGD:
+def sgd(parameters, rule: SGDRule, engine: Engine) -> torch.optim.SGD:
     """Plain SGD as the protocol says (constant learning rate; momentum and weight decay from config)."""
     return torch.optim.SGD(
         parameters,
-        lr=settings["lr"],
-        momentum=settings["momentum"],
-        weight_decay=settings["weight_decay"],
+        lr=rule.lr,
+        momentum=rule.momentum,
+        weight_decay=rule.weight_decay,
         fused=engine.fused_sgd or None,
     )
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
+from bslr.config import SGDRule
 from bslr.data import LoaderData, MemoryData
 from bslr.engine import Engine, autocast, prepare_model, sgd, to_layout
 
@@ -55,12 +56,13 @@ class Learner(Protocol):
     def load(self, state: dict[str, Any]) -> None: ...
 
 
-def build_learner(name: str, model: torch.nn.Module, runs: list[dict[str, Any]], engine: Engine) -> Learner:
-    """The learner `name` (resolved) for the runs of a pack, every model starting from `model`'s weights."""
+def build_learner(name: str, model: torch.nn.Module, rules: list[SGDRule], engine: Engine) -> Learner:
+    """The learner `name` (resolved) for the runs of a pack (their SGD rules, in order), every model starting
+    from `model`'s weights."""
     if name == "serial":
-        return SerialLearner(model, runs, engine)
+        return SerialLearner(model, rules, engine)
     if name == "stacked":
-        return StackedLearner(model, runs, engine)
+        return StackedLearner(model, rules, engine)
     raise ValueError(f"unknown learner {name!r}; known: {', '.join(LEARNERS)}")
 
 
@@ -71,7 +73,7 @@ def stacking_error(
     stacked copies, on zero inputs), or None. The copies are discarded and the random state restored, so
     the check changes nothing a run computes."""
     weight = next(model.parameters())
-    probe_runs = [{"lr": 0.0, "momentum": 0.0, "weight_decay": 0.0}] * 2
+    probe_runs = [SGDRule(lr=0.0)] * 2
     inputs = torch.zeros((2, *input_shape), device=weight.device)
     labels = torch.zeros(2, dtype=torch.int64, device=weight.device)
     devices = [weight.device] if weight.device.type == "cuda" else []
@@ -104,16 +106,16 @@ def _means(totals: torch.Tensor, counts: torch.Tensor, size: int, active: list[b
 class SerialLearner:
     """K ordinary models and optimizers, each stepped as if it trained alone."""
 
-    def __init__(self, model: torch.nn.Module, runs: list[dict[str, Any]], engine: Engine) -> None:
+    def __init__(self, model: torch.nn.Module, rules: list[SGDRule], engine: Engine) -> None:
         self.engine = engine
         self.models, self.forwards, self.optimizers = [], [], []
-        for index, settings in enumerate(runs):
+        for index, rule in enumerate(rules):
             replica = model if index == 0 else copy.deepcopy(model)
             replica, forward = prepare_model(replica, engine)
             self.models.append(replica)
             self.forwards.append(forward)
-            self.optimizers.append(sgd(replica.parameters(), settings, engine))
-        self.active = [True] * len(runs)
+            self.optimizers.append(sgd(replica.parameters(), rule, engine))
+        self.active = [True] * len(rules)
 
     def step(self, inputs: torch.Tensor, labels: torch.Tensor) -> None:
         inputs = to_layout(inputs, self.engine)
@@ -178,17 +180,17 @@ class SerialLearner:
 class StackedLearner:
     """K copies of one network as stacked tensors, trained and evaluated by one vmapped call."""
 
-    def __init__(self, model: torch.nn.Module, runs: list[dict[str, Any]], engine: Engine) -> None:
+    def __init__(self, model: torch.nn.Module, rules: list[SGDRule], engine: Engine) -> None:
         self.engine = engine
         if engine.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        self.params, self.buffers = stack_module_state([model] * len(runs))
+        self.params, self.buffers = stack_module_state([model] * len(rules))
         self.skeleton = copy.deepcopy(model).to("meta")  # structure only; weights come from the stacks
         weight = next(iter(self.params.values()))
-        self.lr = torch.tensor([run["lr"] for run in runs], dtype=weight.dtype, device=weight.device)
-        self.momentum, self.weight_decay = runs[0]["momentum"], runs[0]["weight_decay"]
+        self.lr = torch.tensor([rule.lr for rule in rules], dtype=weight.dtype, device=weight.device)
+        self.momentum, self.weight_decay = rules[0].momentum, rules[0].weight_decay
         self.velocity: dict[str, torch.Tensor] = {}
-        self.active = [True] * len(runs)
+        self.active = [True] * len(rules)
 
         def logits(params, buffers, inputs):
             return functional_call(self.skeleton, (params, buffers), (inputs,))

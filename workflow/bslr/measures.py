@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch.func import grad, jvp, vmap
 
 from bslr.catalog import MEASURE_COLUMNS
+from bslr.config import RunSpec
 from bslr.data import LoaderData, MemoryData
 from bslr.learners import Learner, Weights
 
@@ -249,11 +250,11 @@ class Window:
 
 
 class Measurer:
-    """The measures a pack's runs asked for (`measures`, `measurement` of their settings)."""
+    """The measures a pack's runs asked for (the `measures` and `measurement` of their RunSpec)."""
 
     def __init__(
         self,
-        settings: dict[str, Any],
+        run: RunSpec,
         data: MemoryData | LoaderData,
         initial: torch.Tensor,
         steps_per_epoch: int,
@@ -262,9 +263,9 @@ class Measurer:
     ) -> None:
         """`last_step`: the step at which every run ends and is measured, where that is known in advance (no
         target, no measures before the end): the window's steps are then the only ones observed."""
-        self.names = list(settings["measures"])
-        self.options = settings["measurement"]
-        self.seed = settings["seed"]
+        self.names = list(run.measures)
+        self.options = run.measurement
+        self.seed = run.seed
         self.initial = initial.double()
         self.chunk = chunk
         window = self.options["window"]

@@ -11,6 +11,7 @@ learning rates into chunks of at most that many (1: every run is its own job).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import json
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bslr.catalog import BUILTIN_DATASETS, Catalog
-from bslr.config import EXECUTION_KEYS, format_lr, job_resources, run_settings, training_settings, validate_config
+from bslr.config import EXECUTION_KEYS, RunSpec, format_lr, job_resources, run_spec, training_settings, validate_config
 from bslr.registry import catalog_of
 
 # Per-run results (the output contract), and per-pack files: `{lrs}` is the pack's learning rate, or its
@@ -330,14 +331,16 @@ class Plan:
         first = next(
             run for run in self.runs_of(experiment) if dataset in (None, run.dataset) and model in (None, run.model)
         )
-        protocol = {key: value for key, value in self.settings(first).items() if key not in PATH_KEYS}
-        if protocol["learner"] != "serial" and lrs is not None:
-            protocol["pack_learning_rates"] = [float(lr) for lr in lrs]
+        spec = self.spec(first)
+        if spec.learner != "serial" and lrs is not None:
+            spec = dataclasses.replace(spec, pack_learning_rates=tuple(float(lr) for lr in lrs))
+        protocol = {key: value for key, value in spec.settings().items() if key not in PATH_KEYS}
         return json.dumps(protocol, sort_keys=True)
 
     @functools.cache  # noqa: B019
-    def settings(self, run: Run) -> dict[str, Any]:
-        return run_settings(self.config, run, self.catalog)
+    def spec(self, run: Run) -> RunSpec:
+        """The run's typed settings (`bslr.config.RunSpec`)."""
+        return run_spec(self.config, run, self.catalog)
 
     @functools.cache  # noqa: B019
     def runs_of(self, experiment: str) -> list[Run]:

@@ -13,8 +13,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bslr.catalog import dataset_of
-from bslr.errors import RunFileError
+from bslr.config import RunSpec
+from bslr.errors import ConfigError, RunFileError
 
 # One row per evaluation: `epoch` is the epoch the evaluation falls in (an evaluation at its end, by default),
 # `step` the SGD steps done, `samples_seen` = step x batch size, `seconds` the wall time since the previous
@@ -85,12 +85,19 @@ def read_run(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
         raise RunFileError(f"per-run file {path} lacks {what}, so bslr did not write it; {regenerate}")
     frame = table.to_pandas()
     if "step" not in frame:  # written before budgets: one row per epoch, every epoch whole
-        settings = run_settings_of(metadata)
-        steps_per_epoch = dataset_of(settings).train_size // settings["batch_size"]
+        run = run_spec_of(metadata, path)
+        steps_per_epoch = run.dataset_entry.train_size // run.batch_size
         frame["step"] = frame["epoch"] * steps_per_epoch
-        frame["samples_seen"] = frame["step"] * settings["batch_size"]
+        frame["samples_seen"] = frame["step"] * run.batch_size
     return frame, metadata
 
 
-def run_settings_of(metadata: dict[str, str]) -> dict:
-    return json.loads(metadata["settings"])
+def run_spec_of(metadata: dict[str, str], path: str | Path) -> RunSpec:
+    """The run a per-run file's metadata says it holds."""
+    try:
+        return RunSpec.of(json.loads(metadata["settings"]))
+    except (ConfigError, json.JSONDecodeError) as error:
+        raise RunFileError(
+            f"per-run file {path} has settings this bslr cannot read ({error}); delete it and re-run snakemake "
+            "to train that run again"
+        ) from error

@@ -22,7 +22,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,8 +33,7 @@ import torch
 import bslr
 from bslr import checkpoint
 from bslr.budget import Budget
-from bslr.catalog import dataset_of, model_of
-from bslr.config import resolve_learner, with_protocol_defaults
+from bslr.config import RunSpec, resolve_learner
 from bslr.data import LoaderData, MemoryData, load_dataset
 from bslr.engine import Engine, claim_gpu, configure_backends, resolve_device, resolve_engine
 from bslr.errors import ConfigError, Interrupted, ModelError, OutOfMemory
@@ -44,10 +43,10 @@ from bslr.models import build_model, check_output
 from bslr.storage import RUN_COLUMNS, write_table
 
 
-def provenance(settings: dict[str, Any], device: torch.device, threads: int) -> dict[str, str]:
+def provenance(run: RunSpec, device: torch.device, threads: int) -> dict[str, str]:
     """Key-value metadata of a per-run Parquet: what ran, with what, where."""
     return {
-        "settings": json.dumps(settings, sort_keys=True),
+        "settings": json.dumps(run.settings(), sort_keys=True),
         "bslr_version": bslr.__version__,
         "torch_version": torch.__version__,
         "cuda_version": str(torch.version.cuda),
@@ -85,11 +84,11 @@ class StopRequest:
 
 
 @contextlib.contextmanager
-def training_device(settings: dict[str, Any], options: RunOptions) -> Iterator[torch.device]:
+def training_device(run: RunSpec, options: RunOptions) -> Iterator[torch.device]:
     """The device a job trains on, set up for it: CPU threads, a claimed GPU (see `claim_gpu`),
     cuDNN autotuning for the fixed batch shapes, or deterministic kernels when asked."""
     torch.set_num_threads(options.threads)
-    device = resolve_device(settings["device"])
+    device = resolve_device(run.device)
     if device.type != "cuda":
         yield device
         return
@@ -102,42 +101,42 @@ def training_device(settings: dict[str, Any], options: RunOptions) -> Iterator[t
         yield torch.device("cuda", index)
 
 
-def load_training_data(settings: dict[str, Any], device: torch.device, options: RunOptions) -> MemoryData | LoaderData:
+def load_training_data(run: RunSpec, device: torch.device, options: RunOptions) -> MemoryData | LoaderData:
     return load_dataset(
-        dataset_of(settings),
-        settings["data_root"],
-        settings["download"],
-        settings["augment"],
+        run.dataset_entry,
+        run.data_root,
+        run.download,
+        run.augment,
         device,
-        seed=settings["seed"],
+        seed=run.seed,
         workers=options.workers,
         data_file=options.data_file,
     )
 
 
-def initial_model(settings: dict[str, Any], device: torch.device) -> torch.nn.Module:
+def initial_model(run: RunSpec, device: torch.device) -> torch.nn.Module:
     """The seeded initial weights: the same for every batch size and learning rate of a seed. A config's
     own model is checked to give (batch, classes) logits on the data set's inputs before any step."""
-    model_spec, data_spec = model_of(settings), dataset_of(settings)
-    torch.manual_seed(settings["seed"])
-    model = build_model(model_spec, data_spec.input_shape, data_spec.num_classes, settings["mlp_hidden"]).to(device)
+    model_spec, data_spec = run.model_entry, run.dataset_entry
+    torch.manual_seed(run.seed)
+    model = build_model(model_spec, data_spec.input_shape, data_spec.num_classes, list(run.mlp_hidden)).to(device)
     if not model_spec.builtin:
         check_output(model, model_spec, data_spec.input_shape, data_spec.num_classes)
     return model
 
 
-def choose_learner(settings: dict[str, Any], runs: int, model: torch.nn.Module, engine: Engine) -> str:
+def choose_learner(run: RunSpec, runs: int, model: torch.nn.Module, engine: Engine) -> str:
     """The learner of a pack: `resolve_learner`'s, except that a config's own model that `vmap` cannot stack
     trains serially under `auto` (the per-run files record it), and is refused under `stacked` before any step."""
-    name = resolve_learner(settings["learner"], runs)
-    model_spec = model_of(settings)
+    name = resolve_learner(run.learner, runs)
+    model_spec = run.model_entry
     if name != "stacked" or model_spec.builtin:
         return name
-    data_spec = dataset_of(settings)
+    data_spec = run.dataset_entry
     error = stacking_error(model, engine, data_spec.input_shape, data_spec.num_classes)
     if error is None:
         return name
-    if settings["learner"] == "auto":
+    if run.learner == "auto":
         return "serial"
     raise ModelError(
         f"model {model_spec.name} ({model_spec.factory}) cannot be stacked by torch.func.vmap ({error}); set "
@@ -146,10 +145,10 @@ def choose_learner(settings: dict[str, Any], runs: int, model: torch.nn.Module, 
     )
 
 
-def data_generators(settings: dict[str, Any], data: MemoryData | LoaderData) -> dict[str, torch.Generator | None]:
+def data_generators(run: RunSpec, data: MemoryData | LoaderData) -> dict[str, torch.Generator | None]:
     """What a run draws its data from: the seeded batch order, and the augmentation (None without)."""
     return {
-        "order": torch.Generator().manual_seed(settings["seed"]),
+        "order": torch.Generator().manual_seed(run.seed),
         "augment": getattr(data, "augment_generator", None),
     }
 
@@ -166,38 +165,35 @@ def stop_requests() -> Iterator[StopRequest]:
             signal.signal(sig, handler)
 
 
-def check_pack(runs: list[dict[str, Any]]) -> None:
+def check_pack(runs: Sequence[RunSpec]) -> None:
     """A pack is runs that differ in their learning rate and nothing else."""
     if not runs:
         raise ConfigError("a pack needs at least one run")
-    first = {key: value for key, value in runs[0].items() if key != "lr"}
-    for settings in runs[1:]:
-        rest = {key: value for key, value in settings.items() if key != "lr"}
-        if rest != first:
-            differing = sorted(key for key in first.keys() | rest.keys() if first.get(key) != rest.get(key))
+    first = dataclasses.replace(runs[0], lr=0.0)
+    for run in runs[1:]:
+        if dataclasses.replace(run, lr=0.0) != first:
+            ours, theirs = runs[0].settings(), run.settings()
+            differing = sorted(
+                key for key in ours.keys() | theirs.keys() if key != "lr" and ours.get(key) != theirs.get(key)
+            )
             raise ConfigError(f"packed runs must differ only in lr, but these settings differ too: {differing}")
-    lrs = [settings["lr"] for settings in runs]
+    lrs = [run.lr for run in runs]
     if len(set(lrs)) != len(lrs):
         raise ConfigError(f"packed runs need distinct learning rates, got {lrs}")
 
 
-def train_epoch(
+def train_steps(
     learner: Learner,
     data: MemoryData | LoaderData,
     batch_size: int,
     order_generator: torch.Generator,
     start_step: int = 0,
-    after_step: Callable[[int], bool] | None = None,
-) -> int:
-    """One epoch of SGD from `start_step`. `after_step` is called with the epoch's steps done after each
-    step, and ends the epoch there by returning True. Returns the epoch's steps done."""
-    step = start_step
+) -> Iterator[None]:
+    """One epoch of SGD from its step `start_step`, yielding after each step (the caller ends the epoch
+    early by no longer asking)."""
     for inputs, labels in data.train_batches(batch_size, order_generator, start_step):
         learner.step(inputs, labels)
-        step += 1
-        if after_step is not None and after_step(step):
-            break
-    return step
+        yield
 
 
 def evaluate(learner: Learner, data: MemoryData | LoaderData, batch_size: int) -> list[dict[str, float]]:
@@ -210,7 +206,7 @@ def evaluate(learner: Learner, data: MemoryData | LoaderData, batch_size: int) -
 
 
 def train_pack(
-    runs: list[dict[str, Any]], options: RunOptions = RunOptions()
+    runs: Sequence[RunSpec], options: RunOptions = RunOptions()
 ) -> list[tuple[pd.DataFrame, dict[str, str]]]:
     """Train a pack to the end of its budget and return each run's evaluations and metadata, in the order of
     `runs`.
@@ -243,146 +239,236 @@ class Progress:
         return cls([[] for _ in range(runs)], [None] * runs, [None] * runs, [None] * runs, measure_seconds=[0.0] * runs)
 
 
-def _train_pack(
-    runs: list[dict[str, Any]], options: RunOptions, device: torch.device
-) -> list[tuple[pd.DataFrame, dict[str, str]]]:
-    settings, lrs = with_protocol_defaults(runs[0]), [run["lr"] for run in runs]
-    data = load_training_data(settings, device, options)
-    engine = resolve_engine(settings, device, len(dataset_of(settings).input_shape))
-    configure_backends(engine)
-    model = initial_model(settings, device)
-    learner_name = choose_learner(settings, len(runs), model, engine)
-    initial = torch.cat([weight.detach().reshape(-1) for weight in model.parameters()]).clone()
-    learner = build_learner(learner_name, model, runs, engine)
-    generators = data_generators(settings, data)
-    budget = Budget.of(settings, data.size("train"))
-    measurer = None
-    if settings["measures"]:
-        known_end = budget.steps if budget.target is None and not budget.measure_epochs else None
-        measurer = Measurer(settings, data, initial, budget.steps_per_epoch, options.eval_batch_size, known_end)
-    columns = RUN_COLUMNS + (measurer.columns if measurer else [])
+class Stopwatch:
+    """The wall time a pack's rows report: time accrues to `progress.seconds` at each `lap`, so that time
+    already spent before a checkpoint counts after the resume."""
 
-    progress, resume_order = Progress.start(len(runs)), None
-    fingerprint = checkpoint.settings_hash({"runs": runs, "learner": learner_name})
+    def __init__(self, progress: Progress) -> None:
+        self.progress, self.last = progress, time.perf_counter()
+
+    def lap(self) -> float:
+        now = time.perf_counter()
+        self.progress.seconds += now - self.last
+        self.last = now
+        return self.progress.seconds
+
+
+def _train_pack(
+    runs: Sequence[RunSpec], options: RunOptions, device: torch.device
+) -> list[tuple[pd.DataFrame, dict[str, str]]]:
+    # Setup: the data, the engine, the seeded model and the learner that steps the pack's copies of it.
+    run, lrs = runs[0], [run.lr for run in runs]
+    data = load_training_data(run, device, options)
+    engine = resolve_engine(run, device, len(run.dataset_entry.input_shape))
+    configure_backends(engine)
+    model = initial_model(run, device)
+    learner_name = choose_learner(run, len(runs), model, engine)
+    initial = torch.cat([weight.detach().reshape(-1) for weight in model.parameters()]).clone()
+    learner = build_learner(learner_name, model, [each.sgd for each in runs], engine)
+    generators = data_generators(run, data)
+    budget = run.training_budget(data.size("train"))
+    measurer = None
+    if run.measures:
+        known_end = budget.steps if budget.target is None and not budget.measure_epochs else None
+        measurer = Measurer(run, data, initial, budget.steps_per_epoch, options.eval_batch_size, known_end)
+
+    # Resume: from the pack's checkpoint, where one of these very settings is found.
+    fingerprint = pack_fingerprint(runs, learner_name)
     state = checkpoint.load(options.checkpoint, fingerprint) if options.checkpoint else None
+    progress, resume_order = Progress.start(len(runs)), None
     if state is not None:
-        learner.load(state["learner"])
-        progress = Progress(**state["progress"])
-        checkpoint.restore_rng(state["rng"], generators)
-        resume_order = state["order_state"]  # the stopped epoch's order, to replay; None at an epoch's end
-        if measurer:
-            measurer.load(state["measurer"])
+        progress, resume_order = resume(state, learner, generators, measurer)
         print(
             f"resuming from {options.checkpoint} at step {progress.step} of {budget.steps} "
             f"(epoch {progress.step // budget.steps_per_epoch + 1})",
             file=sys.stderr,
         )
 
-    def save_checkpoint(order_state: torch.Tensor | None) -> None:
-        checkpoint.save(
-            options.checkpoint,
-            {
-                "settings_hash": fingerprint,
-                "progress": dataclasses.asdict(progress),
-                "order_state": order_state,
-                "learner": learner.state(),
-                "measurer": measurer.state() if measurer else {},
-                "rng": checkpoint.capture_rng(generators),
-            },
-        )
-
-    first_step, trained = progress.step, time.perf_counter()
-    clock = time.perf_counter()  # when progress.seconds was last brought up to date
-
-    def tick() -> float:
-        nonlocal clock
-        now = time.perf_counter()
-        progress.seconds += now - clock
-        clock = now
-        return progress.seconds
-
-    def record() -> None:
-        """Evaluate every active run at this step: divergence, the target, the measures, a row each."""
-        step, epoch = progress.step, budget.epoch_of(progress.step)
-        was_active = list(learner.active)
-        started = time.perf_counter()
-        metrics = evaluate(learner, data, options.eval_batch_size)
-        progress.evaluation_seconds += time.perf_counter() - started
-        measured: dict[int, dict[str, float]] = {}
-        for index, values in enumerate(metrics):
-            if not was_active[index]:
-                continue
-            if not math.isfinite(values["train_loss"]):  # a NaN or infinite loss never recovers under SGD
-                progress.diverged[index], progress.diverged_step[index] = epoch, step
-                learner.active[index] = False
-                continue
-            if budget.reached(values):
-                progress.reached[index] = step
-                learner.active[index] = False
-            if measurer and (not learner.active[index] or step == budget.steps or budget.measures_at(step)):
-                started = time.perf_counter()
-                measured[index] = measurer.measure(learner, index)
-                progress.measure_seconds[index] += time.perf_counter() - started
-        seconds = tick()
-        for index, values in enumerate(metrics):
-            if was_active[index]:
-                empty = dict.fromkeys(measurer.columns, math.nan) if measurer else {}
-                progress.rows[index].append(
-                    dict(epoch=epoch, **values, lr=lrs[index], batch_size=settings["batch_size"], seconds=seconds)
-                    | dict(step=step, samples_seen=step * settings["batch_size"])
-                    | empty
-                    | measured.get(index, {})
-                )
-        progress.seconds = 0.0
-        report(budget, step, lrs, metrics, was_active, progress, seconds, time.perf_counter() - trained, first_step)
-
+    # The loop: epochs of SGD steps, evaluated where the budget says, checkpointed after each epoch.
+    first_step, trained, stopwatch = progress.step, time.perf_counter(), Stopwatch(progress)
     with stop_requests() as stop:
-
-        def after_step(epoch_steps: int) -> bool:
-            progress.step += 1
-            if measurer:
-                measurer.observe(learner, progress.step)
-            if budget.evaluates_at(progress.step):
-                record()
-            return progress.step == budget.steps or not any(learner.active) or stop.signal_name is not None
-
         while progress.step < budget.steps and any(learner.active):
             epoch, start = budget.epoch_of(progress.step + 1), progress.step % budget.steps_per_epoch
-            if resume_order is not None:
+            if resume_order is not None:  # replay the stopped epoch's permutation
                 generators["order"].set_state(resume_order)
                 resume_order = None
             order_state = generators["order"].get_state()  # before the epoch draws its permutation
-            train_epoch(learner, data, settings["batch_size"], generators["order"], start, after_step)
+            for _ in train_steps(learner, data, run.batch_size, generators["order"], start):
+                progress.step += 1
+                if measurer:
+                    measurer.observe(learner, progress.step)
+                if budget.evaluates_at(progress.step):
+                    metrics, was_active, measured = evaluate_pack(
+                        learner, data, budget, measurer, progress, options.eval_batch_size
+                    )
+                    seconds = stopwatch.lap()
+                    append_rows(progress, metrics, was_active, measured, lrs, run.batch_size, budget, measurer)
+                    progress.seconds = 0.0
+                    elapsed = time.perf_counter() - trained
+                    report(budget, progress.step, lrs, metrics, was_active, progress, seconds, elapsed, first_step)
+                if progress.step == budget.steps or not any(learner.active) or stop.signal_name is not None:
+                    break
             finished = progress.step == budget.steps or not any(learner.active)
             mid_epoch = not budget.ends_epoch(progress.step)
             if options.checkpoint and not finished and (not mid_epoch or isinstance(data, MemoryData)):
-                tick()
-                save_checkpoint(order_state if mid_epoch else None)
+                stopwatch.lap()
+                save(
+                    options.checkpoint,
+                    fingerprint,
+                    progress,
+                    order_state if mid_epoch else None,
+                    learner,
+                    measurer,
+                    generators,
+                )
             if stop.signal_name and not finished:
                 where = "in" if mid_epoch else "after"
                 raise Interrupted(f"received signal {stop.signal_name} {where} epoch {epoch}")
 
-    results = []
-    for index, run in enumerate(runs):
-        metadata = provenance(run, device, options.threads)
-        metadata["engine"] = engine.metadata()
-        metadata["learner"] = learner_name
-        metadata["packed_learning_rates"] = json.dumps(lrs)
-        metadata["diverged"] = json.dumps(progress.diverged[index] is not None)
-        metadata["diverged_epoch"] = json.dumps(progress.diverged[index])
-        metadata["diverged_step"] = json.dumps(progress.diverged_step[index])
-        metadata["resumed"] = json.dumps(state is not None)
-        metadata["budget"] = budget.kind
-        metadata["budget_steps"] = json.dumps(budget.steps)
-        metadata["steps_per_epoch"] = json.dumps(budget.steps_per_epoch)
-        reached, diverged = progress.reached[index], progress.diverged[index] is not None
+    # The files: each run's rows, and what produced them.
+    columns = RUN_COLUMNS + (measurer.columns if measurer else [])
+    return [
+        (
+            pd.DataFrame(progress.rows[index], columns=columns),
+            run_metadata(each, index, device, options, engine, learner_name, lrs, budget, progress, state is not None),
+        )
+        for index, each in enumerate(runs)
+    ]
+
+
+def pack_fingerprint(runs: Sequence[RunSpec], learner: str) -> str:
+    """What a checkpoint must have been written for to be resumed: these runs, stepped by this learner."""
+    return checkpoint.settings_hash({"runs": [run.settings() for run in runs], "learner": learner})
+
+
+def resume(
+    state: dict[str, Any], learner: Learner, generators: dict[str, torch.Generator | None], measurer: Measurer | None
+) -> tuple[Progress, torch.Tensor | None]:
+    """Restore a pack from its checkpoint: the learner, every random state, the measures' windows. Returns the
+    progress and the stopped epoch's order state (to replay; None where the checkpoint ends an epoch)."""
+    learner.load(state["learner"])
+    checkpoint.restore_rng(state["rng"], generators)
+    if measurer:
+        measurer.load(state["measurer"])
+    return Progress(**state["progress"]), state["order_state"]
+
+
+def save(
+    path: str,
+    fingerprint: str,
+    progress: Progress,
+    order_state: torch.Tensor | None,
+    learner: Learner,
+    measurer: Measurer | None,
+    generators: dict[str, torch.Generator | None],
+) -> None:
+    checkpoint.save(
+        path,
+        {
+            "settings_hash": fingerprint,
+            "progress": dataclasses.asdict(progress),
+            "order_state": order_state,
+            "learner": learner.state(),
+            "measurer": measurer.state() if measurer else {},
+            "rng": checkpoint.capture_rng(generators),
+        },
+    )
+
+
+def evaluate_pack(
+    learner: Learner,
+    data: MemoryData | LoaderData,
+    budget: Budget,
+    measurer: Measurer | None,
+    progress: Progress,
+    eval_batch_size: int,
+) -> tuple[list[dict[str, float]], list[bool], dict[int, dict[str, float]]]:
+    """Evaluate every active run at this step and settle what follows from it: a run whose loss is not
+    finite has diverged (it never recovers under SGD), one at its target stops, and the measures are taken
+    where due. Returns every run's metrics, which runs were evaluated (active before this step), and the
+    measures taken, by run."""
+    step, epoch = progress.step, budget.epoch_of(progress.step)
+    was_active = list(learner.active)
+    started = time.perf_counter()
+    metrics = evaluate(learner, data, eval_batch_size)
+    progress.evaluation_seconds += time.perf_counter() - started
+    measured: dict[int, dict[str, float]] = {}
+    for index, values in enumerate(metrics):
+        if not was_active[index]:
+            continue
+        if not math.isfinite(values["train_loss"]):
+            progress.diverged[index], progress.diverged_step[index] = epoch, step
+            learner.active[index] = False
+            continue
+        if budget.reached(values):
+            progress.reached[index] = step
+            learner.active[index] = False
+        if measurer and (not learner.active[index] or step == budget.steps or budget.measures_at(step)):
+            started = time.perf_counter()
+            measured[index] = measurer.measure(learner, index)
+            progress.measure_seconds[index] += time.perf_counter() - started
+    return metrics, was_active, measured
+
+
+def append_rows(
+    progress: Progress,
+    metrics: list[dict[str, float]],
+    evaluated: list[bool],
+    measured: dict[int, dict[str, float]],
+    lrs: list[float],
+    batch_size: int,
+    budget: Budget,
+    measurer: Measurer | None,
+) -> None:
+    """A row for each run evaluated at this step (a measured column is NaN where not measured)."""
+    step, empty = progress.step, dict.fromkeys(measurer.columns, math.nan) if measurer else {}
+    for index, values in enumerate(metrics):
+        if evaluated[index]:
+            progress.rows[index].append(
+                dict(
+                    epoch=budget.epoch_of(step),
+                    **values,
+                    lr=lrs[index],
+                    batch_size=batch_size,
+                    seconds=progress.seconds,
+                )
+                | dict(step=step, samples_seen=step * batch_size)
+                | empty
+                | measured.get(index, {})
+            )
+
+
+def run_metadata(
+    run: RunSpec,
+    index: int,
+    device: torch.device,
+    options: RunOptions,
+    engine: Engine,
+    learner_name: str,
+    lrs: list[float],
+    budget: Budget,
+    progress: Progress,
+    resumed: bool,
+) -> dict[str, str]:
+    """A per-run file's metadata: its provenance, and how its run went (divergence, target, time)."""
+    reached, diverged = progress.reached[index], progress.diverged[index] is not None
+    return provenance(run, device, options.threads) | {
+        "engine": engine.metadata(),
+        "learner": learner_name,
+        "packed_learning_rates": json.dumps(lrs),
+        "diverged": json.dumps(diverged),
+        "diverged_epoch": json.dumps(progress.diverged[index]),
+        "diverged_step": json.dumps(progress.diverged_step[index]),
+        "resumed": json.dumps(resumed),
+        "budget": budget.kind,
+        "budget_steps": json.dumps(budget.steps),
+        "steps_per_epoch": json.dumps(budget.steps_per_epoch),
         # a diverged run is recorded as diverged, not as censored: it did not run out of budget
-        metadata["reached_target"] = json.dumps(None if budget.target is None or diverged else reached is not None)
-        metadata["target_step"] = json.dumps(reached)
-        metadata["evaluation_seconds"] = json.dumps(round(progress.evaluation_seconds, 3))
-        metadata["measure_seconds"] = json.dumps(round(progress.measure_seconds[index], 3))
-        results.append((pd.DataFrame(progress.rows[index], columns=columns), metadata))
-    return results
+        "reached_target": json.dumps(None if budget.target is None or diverged else reached is not None),
+        "target_step": json.dumps(reached),
+        "evaluation_seconds": json.dumps(round(progress.evaluation_seconds, 3)),
+        "measure_seconds": json.dumps(round(progress.measure_seconds[index], 3)),
+    }
 
 
 def report(
@@ -421,7 +507,7 @@ def report(
 
 
 def train_pack_to_files(
-    runs: list[dict[str, Any]], outputs: list[str], options: RunOptions = RunOptions()
+    runs: Sequence[RunSpec], outputs: list[str], options: RunOptions = RunOptions()
 ) -> list[pd.DataFrame]:
     """Train a pack and write each run's Parquet atomically (`outputs` in the order of `runs`); then drop
     the checkpoint unless asked to keep it."""
@@ -430,13 +516,13 @@ def train_pack_to_files(
     try:
         results = train_pack(runs, options)
     except torch.cuda.OutOfMemoryError as error:
-        settings = runs[0]
+        run = runs[0]
         advice = "run it on a GPU with more memory"
         if len(runs) > 1:
             advice = "use a smaller training.pack.size (or learner: serial, which holds one batch's activations)"
         raise OutOfMemory(
-            f"GPU out of memory training {len(runs)} {settings['model']} run(s) on {settings['dataset']} at batch "
-            f"size {settings['batch_size']}: {advice}, or lower training.eval_batch_size if it failed while "
+            f"GPU out of memory training {len(runs)} {run.model} run(s) on {run.dataset} at batch "
+            f"size {run.batch_size}: {advice}, or lower training.eval_batch_size if it failed while "
             f"evaluating ({str(error).splitlines()[0]})"
         ) from error
     for (frame, metadata), output in zip(results, outputs, strict=True):
