@@ -19,9 +19,12 @@ sys.path.insert(0, str(REPO / "tests"))
 import yaml  # noqa: E402
 
 from bslr import stats  # noqa: E402
-from bslr.figures import EXPERIMENT_FIGURES, FIGURES, render  # noqa: E402
-from bslr.plan import FIGURE_TABLES, Plan  # noqa: E402
+from bslr.catalog import FIGURES, figure_names  # noqa: E402
+from bslr.figures import render  # noqa: E402
+from bslr.plan import Plan  # noqa: E402
 from paper_grid import paper_epochs, paper_runs  # noqa: E402
+
+SCENARIO_FIGURES, EXPERIMENT_FIGURES = figure_names("scenario", "always"), figure_names("experiment")
 
 
 def main() -> None:
@@ -41,10 +44,10 @@ def main() -> None:
     tables = {"runs": runs, "epochs": paper_epochs(runs), "correlations": result.correlations}
     tables["iso_ratio"] = result.iso_ratio
     output = REPO / "docs/figures"
-    for name in [*FIGURES, *EXPERIMENT_FIGURES]:
+    for name in [*SCENARIO_FIGURES, *EXPERIMENT_FIGURES]:
         scenario = ("paper", None, None) if name in EXPERIMENT_FIGURES else ("paper", "cifar10", "resnet110")
         figure, _ = render(
-            name, {table: tables[table] for table in FIGURE_TABLES[name]}, scenario, plan.figure_settings(name)
+            name, {table: tables[table] for table in FIGURES[name].tables}, scenario, plan.figure_settings(name)
         )
         figure.savefig(output / f"{name}.png", dpi=150, metadata={"Software": None})
         print(f"wrote {output / name}.png")

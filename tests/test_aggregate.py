@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 
 from bslr.aggregate import RUNS_COLUMNS, aggregate
 from bslr.storage import RUN_COLUMNS, RunFileError, read_run, write_table
+from test_train import settings as run_settings
 
 
 def fake_run(path, batch_size, lr, test_acc, train_acc, seed=0, diverged=False, **metadata):
@@ -24,8 +26,8 @@ def fake_run(path, batch_size, lr, test_acc, train_acc, seed=0, diverged=False, 
         },
         columns=RUN_COLUMNS,
     )
-    settings = dict(experiment="e", model="mlp", dataset="mnist1d", batch_size=batch_size, lr=lr, seed=seed)
-    write_table(epochs, path, {"settings": json.dumps(settings), "diverged": json.dumps(diverged), **metadata})
+    run = dataclasses.replace(run_settings("unused", "mlp", batch_size, lr, seed), experiment="e")
+    write_table(epochs, path, {"settings": json.dumps(run.settings()), "diverged": json.dumps(diverged), **metadata})
     return path
 
 

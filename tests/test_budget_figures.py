@@ -11,23 +11,24 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_rgb
 
 from bslr import stats
+from bslr.catalog import FIGURES, figure_names
 from bslr.figures import (
     CENSORED_COLOUR,
     COLUMN,
     DIVERGED_COLOUR,
-    EXPERIMENT_FIGURES,
-    FIGURES,
     PAGE,
     SMALL_SIZE,
     draw,
     grid_cells,
     render,
 )
-from bslr.plan import FIGURE_TABLES, Plan
+from bslr.plan import Plan
 from conftest import tiny_config
 from paper_grid import paper_runs
 from test_figures import PAGE_HEIGHT, overlapping, texts
 from test_stats_budgets import measured_runs
+
+SCENARIO_FIGURES, EXPERIMENT_FIGURES = figure_names("scenario", "always"), figure_names("experiment")
 
 OUTCOMES = ["final_test_acc", "final_train_acc", "gap"]
 
@@ -63,7 +64,7 @@ def test_legible_at_the_printed_size_and_identical_when_redrawn(name, tmp_path):
     make_tables, scenario = CASES[name]
     settings = Plan(tiny_config()).figure_settings(name)
     made = make_tables()
-    tables = {table: made[table] for table in FIGURE_TABLES[name]}
+    tables = {table: made[table] for table in FIGURES[name].tables}
     figure, source = render(name, tables, scenario, settings)
     width, height = figure.get_size_inches()
     assert width == pytest.approx(COLUMN if width < 4 else PAGE) and height <= PAGE_HEIGHT
@@ -149,7 +150,7 @@ def test_the_heatmap_neither_draws_nor_counts_censored_runs_and_hatches_their_ce
 
 
 @pytest.mark.parametrize(
-    "name", sorted(name for name in {*FIGURES, *EXPERIMENT_FIGURES} if "runs" in FIGURE_TABLES[name])
+    "name", sorted(name for name in {*SCENARIO_FIGURES, *EXPERIMENT_FIGURES} if "runs" in FIGURES[name].tables)
 )
 def test_every_figure_marks_censored_cells_and_never_draws_them(name):
     """Each figure of the runs, at its printed size: no censored cell among its values, a mark and a key
@@ -157,7 +158,7 @@ def test_every_figure_marks_censored_cells_and_never_draws_them(name):
     tables = censored_tables()
     settings = Plan(tiny_config()).figure_settings(name)
     scenario = ("paper", None, None) if name in EXPERIMENT_FIGURES else ("paper", "cifar10", "resnet110")
-    figure, source = render(name, {table: tables[table] for table in FIGURE_TABLES[name]}, scenario, settings)
+    figure, source = render(name, {table: tables[table] for table in FIGURES[name].tables}, scenario, settings)
     values = [column for column in ("final_test_acc", "gap", "value") if column in source]
     assert source["censored"].any() and source.loc[source["censored"], values].isna().all().all()
     assert not source.loc[source["censored"], "counted_in_statistics"].any()

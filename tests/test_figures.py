@@ -17,23 +17,24 @@ from matplotlib.colors import BoundaryNorm, to_rgb
 from matplotlib.text import Text
 
 from bslr import stats
+from bslr.catalog import FIGURES, figure_names
 from bslr.config import validate_config
 from bslr.figures import (
     COLUMN,
     DIVERGED_COLOUR,
-    EXPERIMENT_FIGURES,
-    FIGURES,
     PAGE,
     SMALL_SIZE,
     draw,
     render,
     shown_tick_labels,
 )
-from bslr.plan import FIGURE_TABLES, Plan
+from bslr.plan import Plan
 from conftest import tiny_config
 from paper_grid import BATCH_SIZES, LEARNING_RATES, SCENARIOS, diverges, paper_epochs, paper_runs
 
-ALL_FIGURES = sorted({*FIGURES, *EXPERIMENT_FIGURES})
+SCENARIO_FIGURES, EXPERIMENT_FIGURES = figure_names("scenario", "always"), figure_names("experiment")
+
+ALL_FIGURES = sorted({*SCENARIO_FIGURES, *EXPERIMENT_FIGURES})
 PAGE_HEIGHT = 9.0  # inches of text height in a NeurIPS, ICML or IEEE paper
 OUTCOMES = ["final_test_acc", "gap", "final_train_acc"]
 
@@ -66,7 +67,7 @@ def scenario_of(name: str, dataset: str = "cifar10", model: str = "resnet110") -
 
 
 def drawn(name: str, tables: dict, policy: str = "exclude", **scenario) -> tuple:
-    inputs = {table: tables[table] for table in FIGURE_TABLES[name]}
+    inputs = {table: tables[table] for table in FIGURES[name].tables}
     return render(name, inputs, scenario_of(name, **scenario), settings_of(name, policy))
 
 
@@ -143,7 +144,7 @@ def test_pdfs_embed_one_truetype_font_and_no_type_3(name, small, tmp_path):
     """On the default study's shape: fonts and page sizes come from the settings, whatever the grid's size."""
     settings = settings_of(name)
     outputs = {extension: tmp_path / f"{name}.{extension}" for extension in ("pdf", "png", "csv")}
-    tables = {table: small[table] for table in FIGURE_TABLES[name]}
+    tables = {table: small[table] for table in FIGURES[name].tables}
     draw(name, tables, scenario_of(name), settings, outputs)
     pdf = outputs["pdf"].read_bytes()
     assert b"/Type3" not in pdf and b"/CIDFontType2" in pdf and b"+DejaVuSans" in pdf  # TrueType outlines
@@ -305,7 +306,7 @@ def test_each_figure_is_drawn_and_byte_identical_when_redrawn(name, small, tmp_p
     for attempt in range(2):
         outputs = {extension: tmp_path / f"{attempt}.{extension}" for extension in ("pdf", "png", "csv")}
         tables = {**small, "epochs": small["epochs"].assign(seconds=1.0 + attempt)}  # wall time differs per run
-        draw(name, {table: tables[table] for table in FIGURE_TABLES[name]}, scenario_of(name), settings, outputs)
+        draw(name, {table: tables[table] for table in FIGURES[name].tables}, scenario_of(name), settings, outputs)
         assert outputs["pdf"].read_bytes().startswith(b"%PDF") and outputs["png"].read_bytes().startswith(b"\x89PNG")
         assert len(pd.read_csv(outputs["csv"]))
         digests.append([hashlib.sha256(path.read_bytes()).hexdigest() for path in outputs.values()])

@@ -7,14 +7,9 @@ import sys
 
 import pytest
 
+from bslr.catalog import FIGURE_INPUT_TABLES, FIGURE_SCOPES, FIGURES, figure_names
 from bslr.config import RunSpec
 from bslr.plan import (
-    EXPERIMENT_FIGURES,
-    FIGURE_TABLES,
-    FIGURE_TITLES,
-    MEASURED_FIGURES,
-    SCENARIO_FIGURES,
-    STUDY_FIGURES,
     Plan,
     Run,
     checkpoint_path,
@@ -123,24 +118,24 @@ def test_the_job_protocol_leaves_packing_out_for_serial_and_in_for_stacked():
     assert not {"lr", "batch_size", "seed", "model", "dataset", "experiment"} & set(stacked)
 
 
-def test_figure_names_match_what_the_figures_module_draws():
-    from bslr.figures import EXPERIMENT_FIGURES as drawn_per_experiment
-    from bslr.figures import FIGURES as drawn_per_scenario
+def test_every_registered_figure_is_drawn_and_every_drawn_one_registered():
+    from bslr.figures import DRAWERS
 
-    assert tuple(drawn_per_scenario) == SCENARIO_FIGURES
-    assert tuple(drawn_per_experiment) == EXPERIMENT_FIGURES
+    assert list(DRAWERS) == list(FIGURES)
+    assert all(spec.name == name for name, spec in FIGURES.items())
 
 
 def test_every_figure_has_its_tables_a_title_and_settings_and_three_files():
-    names = {*SCENARIO_FIGURES, *EXPERIMENT_FIGURES}
-    assert set(FIGURE_TABLES) == set(FIGURE_TITLES) == names | {*MEASURED_FIGURES, *STUDY_FIGURES}
-    assert {table for tables in FIGURE_TABLES.values() for table in tables} == {
-        "runs",
-        "epochs",
-        "correlations",
-        "iso_ratio",
-        "measure_slopes",
-    }
+    from bslr.config import load_schema
+
+    figure_settings = load_schema()["properties"]["figures"]["properties"]
+    for spec in FIGURES.values():
+        assert spec.scope in FIGURE_SCOPES and spec.drawn in ("always", "measured", "budgets")
+        assert spec.tables and set(spec.tables) <= set(FIGURE_INPUT_TABLES) and spec.title
+        assert spec.name in figure_settings
+        assert (REPO / f"workflow/report/{spec.name}.rst").is_file() or spec.scope == "study"  # its report caption
+    assert {table for spec in FIGURES.values() for table in spec.tables} == set(FIGURE_INPUT_TABLES)
+    names = figure_names(drawn="always")
     plan = Plan(tiny_config())
     assert all(plan.figure_settings(name)["dpi"] == (60 if name == "heatmap" else 200) for name in names)
     files = plan.figure_files()

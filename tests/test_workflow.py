@@ -11,13 +11,14 @@ import pytest
 from scipy import stats as scipy_stats
 
 from bslr.aggregate import RUNS_COLUMNS
-from bslr.figures import EXPERIMENT_FIGURES, FIGURES
-from bslr.plan import FIGURE_TITLES
+from bslr.catalog import FIGURES, figure_names
 from bslr.stats import CORRELATION_COLUMNS, EXTRA_COLUMNS
 from bslr.storage import RUN_COLUMNS, read_run
 from conftest import REPO, SHARED_PACK, SNAKEMAKE, planned_jobs, snakemake, tiny_config, training_jobs, write_config
 
-ALL_FIGURES = {*FIGURES, *EXPERIMENT_FIGURES}
+SCENARIO_FIGURES, EXPERIMENT_FIGURES = figure_names("scenario", "always"), figure_names("experiment")
+
+ALL_FIGURES = {*SCENARIO_FIGURES, *EXPERIMENT_FIGURES}
 
 
 def digests(directory):
@@ -58,7 +59,7 @@ def test_outputs_follow_the_contract(tiny_workflow):
     # each figure as PDF and PNG, with the data it draws (CSV)
     figures = tiny_workflow / "results/figures/tiny"
     assert sorted(path.name for path in (figures / "mnist1d/mlp").iterdir()) == sorted(
-        f"{name}.{ext}" for name in FIGURES for ext in ("pdf", "png", "csv")
+        f"{name}.{ext}" for name in SCENARIO_FIGURES for ext in ("pdf", "png", "csv")
     )
     assert sorted(path.name for path in figures.iterdir() if path.is_file()) == sorted(
         f"{name}.{ext}" for name in EXPERIMENT_FIGURES for ext in ("pdf", "png", "csv")
@@ -283,7 +284,7 @@ def test_report_bundles_every_figure_and_the_table(tiny_workflow):
     (page,) = [name for name in bundle.namelist() if name.endswith("report.html")]
     text = bundle.read(page).decode()
     assert "System Message" not in text and "Experiment tiny" in text and "MLP on MNIST-1D" in text
-    assert all(f'"labels": {{"figure": "{FIGURE_TITLES[name]}"}}' in text for name in ALL_FIGURES)
+    assert all(f'"labels": {{"figure": "{FIGURES[name].title}"}}' in text for name in ALL_FIGURES)
 
 
 def test_methods_without_kendall_still_write_every_statistics_output(tiny_workflow, tmp_path):

@@ -1,9 +1,10 @@
-"""What planning must know about data sets and models before any job runs, without importing torch.
+"""What planning must know about data sets, models and figures before any job runs, without importing torch.
 
 One registry of each kind: the built-in entries below and a config's own (`models:` and `datasets:`,
-read by `bslr.registry`) are the same typed specs, looked up the same way (`Catalog`). `bslr.data` and
-`bslr.models` build from a spec; this module holds only names, shapes, sizes and costs, so that validating
-a config and planning 1,600 jobs never pays for importing torch.
+read by `bslr.registry`) are the same typed specs, looked up the same way (`Catalog`); the figures are one
+registry too (`FIGURES`). `bslr.data`, `bslr.models` and `bslr.figures` build from a spec; this module
+holds only names, shapes, sizes, costs and titles, so that validating a config and planning 1,600 jobs
+never pays for importing torch or matplotlib.
 """
 
 from __future__ import annotations
@@ -218,3 +219,77 @@ MEASURE_COLUMNS = {
     "weight_norm": ["weight_norm"],
     "init_distance": ["init_distance"],
 }
+
+
+# Where a figure is drawn: once per (experiment, data set, model), per experiment, or once for the config.
+FIGURE_SCOPES = ("scenario", "experiment", "study")
+# The tables a figure can read: "runs" and "epochs" (the aggregate), and the statistics' whose numbers a
+# figure prints rather than recomputes.
+FIGURE_INPUT_TABLES = ("runs", "epochs", "correlations", "iso_ratio", "measure_slopes")
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """A figure the workflow draws: its one declaration, which planning, the rules, the report and
+    `bslr figure` all read (`bslr.figures.DRAWERS` holds how it is drawn, under the same name; the config
+    schema its settings, under `figures.<name>`; workflow/report/<name>.rst its caption)."""
+
+    name: str
+    scope: str  # one of FIGURE_SCOPES
+    tables: tuple[str, ...]  # of FIGURE_INPUT_TABLES
+    title: str  # how the report lists it
+    # the `analysis` settings it applies exactly as the statistics do: which cells count (`diverged`), and
+    # the level a significant marker means (`alpha`); they join the figure's own settings, its params
+    analysis_keys: tuple[str, ...] = ("diverged",)
+    # drawn for every scenario or experiment (`always`), for experiments with `training.measures` only
+    # (`measured`), or where two experiments share a scenario under different budgets (`budgets`)
+    drawn: str = "always"
+
+
+FIGURES: dict[str, FigureSpec] = {
+    spec.name: spec
+    for spec in (
+        FigureSpec("acc_vs_batch_size", "scenario", ("runs",), "Outcome against batch size, a line per learning rate"),
+        FigureSpec(
+            "acc_vs_learning_rate", "scenario", ("runs",), "Outcome against learning rate, a line per batch size"
+        ),
+        FigureSpec("acc_vs_ratio", "scenario", ("runs", "correlations"), "Outcome against batch size / learning rate"),
+        FigureSpec(
+            "train_test_vs_ratio",
+            "scenario",
+            ("runs", "correlations"),
+            "Test and train accuracy and their gap against the ratio",
+        ),
+        FigureSpec("heatmap", "scenario", ("runs",), "Outcome over the grid"),
+        FigureSpec("heatmap_gap", "scenario", ("runs",), "Generalisation gap over the grid"),
+        FigureSpec("training_curves", "scenario", ("epochs",), "Training curves", analysis_keys=()),
+        FigureSpec(
+            "measures_vs_ratio",
+            "scenario",
+            ("runs", "measure_slopes"),
+            "The theory's quantities against batch size / learning rate",
+            drawn="measured",
+        ),
+        FigureSpec("composite", "experiment", ("runs", "correlations"), "Figure 1 of the paper, every scenario"),
+        FigureSpec(
+            "group_correlations",
+            "experiment",
+            ("correlations",),
+            "Correlations of the paper's groups",
+            analysis_keys=("alpha",),
+        ),
+        FigureSpec("iso_ratio", "experiment", ("runs", "iso_ratio"), "Cells sharing a ratio"),
+        FigureSpec(
+            "budgets",
+            "study",
+            ("runs", "correlations"),
+            "Outcomes against the ratio under each budget",
+            drawn="budgets",
+        ),
+    )
+}
+
+
+def figure_names(scope: str | None = None, drawn: str | None = None) -> tuple[str, ...]:
+    """The registered figures of a scope and a condition (all of them where not given), in order."""
+    return tuple(spec.name for spec in FIGURES.values() if scope in (None, spec.scope) and drawn in (None, spec.drawn))

@@ -181,11 +181,11 @@ def cmd_stats(args: argparse.Namespace) -> None:
 
 
 def figure_tables(name: str, pairs: list[str]) -> dict[str, str]:
-    """`NAME=PATH` pairs, one per table the figure reads (bslr.plan.FIGURE_TABLES); a figure that reads one
-    table also takes its bare path."""
-    from bslr.plan import FIGURE_TABLES
+    """`NAME=PATH` pairs, one per table the figure reads (its `tables` in bslr.catalog.FIGURES); a figure that
+    reads one table also takes its bare path."""
+    from bslr.catalog import FIGURES
 
-    wanted = FIGURE_TABLES[name]
+    wanted = FIGURES[name].tables
     if len(pairs) == 1 and "=" not in pairs[0] and len(wanted) == 1:
         return {wanted[0]: pairs[0]}
     paths = dict(pair.partition("=")[::2] for pair in pairs)
@@ -199,13 +199,14 @@ def cmd_figure(args: argparse.Namespace) -> None:
 
     import pandas as pd
 
-    from bslr.figures import EXPERIMENT_FIGURES, FIGURES, MEASURE_FIGURES, STUDY_FIGURES, draw
+    from bslr.catalog import FIGURES
 
-    known = {*FIGURES, *EXPERIMENT_FIGURES, *MEASURE_FIGURES, *STUDY_FIGURES}
-    if args.name not in known:
-        raise ConfigError(f"unknown figure {args.name!r}; known figures: {', '.join(sorted(known))}")
-    if args.experiment is None and args.name not in STUDY_FIGURES:
+    if args.name not in FIGURES:
+        raise ConfigError(f"unknown figure {args.name!r}; known figures: {', '.join(sorted(FIGURES))}")
+    if args.experiment is None and FIGURES[args.name].scope != "study":
         raise ConfigError(f"figure {args.name} needs --experiment")
+    from bslr.figures import draw  # matplotlib, once the arguments are known good
+
     tables = {
         table: pd.read_csv(path) if path.endswith(".csv") else pd.read_parquet(path)
         for table, path in figure_tables(args.name, args.input).items()
@@ -306,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         nargs="+",
         metavar="TABLE=PATH",
-        help="each table the figure reads (bslr.plan.FIGURE_TABLES): runs, epochs, correlations, iso_ratio",
+        help="each table the figure reads (bslr.catalog.FIGURES): runs, epochs, correlations, iso_ratio...",
     )
     command.add_argument("--experiment", help="the experiment (omit for the figures of every experiment: budgets)")
     command.add_argument("--dataset", help="with --model: one scenario (omit both for experiment figures)")

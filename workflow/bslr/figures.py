@@ -44,7 +44,7 @@ from matplotlib.ticker import FixedLocator, Formatter, MaxNLocator, NullFormatte
 from matplotlib.transforms import ScaledTranslation  # noqa: E402
 
 from bslr import stats  # noqa: E402
-from bslr.catalog import display_name  # noqa: E402
+from bslr.catalog import FIGURES, display_name  # noqa: E402
 from bslr.config import format_lr  # noqa: E402
 from bslr.storage import atomic_path, write_csv  # noqa: E402
 from bslr.tables import Markdown  # noqa: E402
@@ -707,17 +707,6 @@ def training_curves(tables: Tables, settings: Settings) -> tuple[Figure, pd.Data
     return figure, chosen
 
 
-FIGURES: dict[str, Callable[[Tables, Settings], tuple[Figure, pd.DataFrame]]] = {
-    "acc_vs_batch_size": acc_vs_batch_size,
-    "acc_vs_learning_rate": acc_vs_learning_rate,
-    "acc_vs_ratio": acc_vs_ratio,
-    "train_test_vs_ratio": train_test_vs_ratio,
-    "heatmap": heatmap,
-    "heatmap_gap": heatmap_gap,
-    "training_curves": training_curves,
-}
-
-
 # --- per experiment ---------------------------------------------------------------------------------------------
 
 
@@ -899,16 +888,9 @@ def iso_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]
     return figure, source
 
 
-EXPERIMENT_FIGURES: dict[str, Callable[[Tables, Settings], tuple[Figure, pd.DataFrame]]] = {
-    "composite": composite,
-    "group_correlations": group_correlations,
-    "iso_ratio": iso_ratio,
-}
-
-
 def select(tables: Tables, scenario: tuple[str, str | None, str | None]) -> Tables:
     """Each table's rows of one experiment, or of one (experiment, dataset, model); every row where the
-    experiment is None (the figures of every experiment, `STUDY_FIGURES`)."""
+    experiment is None (a figure of the whole config, scope `study`)."""
     experiment, dataset, model = scenario
     selected = {}
     for name, table in tables.items():
@@ -926,8 +908,7 @@ def render(
 ) -> tuple[Figure, pd.DataFrame]:
     """Figure `name` of one experiment or scenario, laid out at its printed size, and its source data."""
     apply_style()
-    function = {**FIGURES, **EXPERIMENT_FIGURES, **MEASURE_FIGURES, **STUDY_FIGURES}[name]
-    figure, source = function(select(tables, scenario), settings)
+    figure, source = DRAWERS[name](select(tables, scenario), settings)
     fit_tick_labels(figure)
     figure.canvas.draw()
     figure.set_layout_engine("none")  # what is saved is the layout just checked, in PDF and PNG alike
@@ -1014,11 +995,6 @@ def measures_vs_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.Da
     return figure, pd.concat(sources, ignore_index=True) if sources else pd.DataFrame()
 
 
-MEASURE_FIGURES: dict[str, Callable[[Tables, Settings], tuple[Figure, pd.DataFrame]]] = {
-    "measures_vs_ratio": measures_vs_ratio
-}
-
-
 def budgets(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]:
     """The scenarios two experiments share, under each experiment's budget side by side: a column per
     experiment, a row per scenario and outcome, every cell against the ratio with the statistics' ratio test
@@ -1061,4 +1037,24 @@ def budgets(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]:
     return figure, source
 
 
-STUDY_FIGURES: dict[str, Callable[[Tables, Settings], tuple[Figure, pd.DataFrame]]] = {"budgets": budgets}
+# How each figure of the registry (`bslr.catalog.FIGURES`) is drawn: from the tables it reads, of its
+# experiment or scenario, and its settings, a figure and the data it shows (its CSV).
+DRAWERS: dict[str, Callable[[Tables, Settings], tuple[Figure, pd.DataFrame]]] = {
+    "acc_vs_batch_size": acc_vs_batch_size,
+    "acc_vs_learning_rate": acc_vs_learning_rate,
+    "acc_vs_ratio": acc_vs_ratio,
+    "train_test_vs_ratio": train_test_vs_ratio,
+    "heatmap": heatmap,
+    "heatmap_gap": heatmap_gap,
+    "training_curves": training_curves,
+    "measures_vs_ratio": measures_vs_ratio,
+    "composite": composite,
+    "group_correlations": group_correlations,
+    "iso_ratio": iso_ratio,
+    "budgets": budgets,
+}
+if DRAWERS.keys() != FIGURES.keys():
+    raise ImportError(
+        f"bslr.figures.DRAWERS draws {sorted(DRAWERS.keys() ^ FIGURES.keys())} that bslr.catalog.FIGURES does not "
+        "register, or the reverse: a figure is declared in both, under one name"
+    )

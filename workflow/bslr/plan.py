@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bslr.catalog import BUILTIN_DATASETS, Catalog
+from bslr.catalog import BUILTIN_DATASETS, FIGURES, Catalog
 from bslr.config import EXECUTION_KEYS, RunSpec, format_lr, job_resources, run_spec, training_settings, validate_config
 from bslr.registry import catalog_of
 
@@ -59,61 +59,10 @@ STATS_OUTPUTS = {
 STATS_LOG = "logs/stats.log"
 TABLES_DIR = STATS_OUTPUTS["tables_latex"].rsplit("/", 1)[0] + "/"
 
-# Figures drawn per scenario and per experiment (`bslr.figures` draws them; a test keeps both in step).
-SCENARIO_FIGURES = (
-    "acc_vs_batch_size",
-    "acc_vs_learning_rate",
-    "acc_vs_ratio",
-    "train_test_vs_ratio",
-    "heatmap",
-    "heatmap_gap",
-    "training_curves",
-)
-EXPERIMENT_FIGURES = ("composite", "group_correlations", "iso_ratio")
-# The tables each figure reads: "runs" and "epochs" (the aggregate), "correlations" and "iso_ratio" (the
-# statistics, whose numbers a figure prints rather than recomputes).
-FIGURE_TABLES = {
-    "acc_vs_batch_size": ("runs",),
-    "acc_vs_learning_rate": ("runs",),
-    "acc_vs_ratio": ("runs", "correlations"),
-    "train_test_vs_ratio": ("runs", "correlations"),
-    "heatmap": ("runs",),
-    "heatmap_gap": ("runs",),
-    "training_curves": ("epochs",),
-    "composite": ("runs", "correlations"),
-    "group_correlations": ("correlations",),
-    "iso_ratio": ("runs", "iso_ratio"),
-}
-# How the report lists each figure.
-FIGURE_TITLES = {
-    "acc_vs_batch_size": "Outcome against batch size, a line per learning rate",
-    "acc_vs_learning_rate": "Outcome against learning rate, a line per batch size",
-    "acc_vs_ratio": "Outcome against batch size / learning rate",
-    "train_test_vs_ratio": "Test and train accuracy and their gap against the ratio",
-    "heatmap": "Outcome over the grid",
-    "heatmap_gap": "Generalisation gap over the grid",
-    "training_curves": "Training curves",
-    "composite": "Figure 1 of the paper, every scenario",
-    "group_correlations": "Correlations of the paper's groups",
-    "iso_ratio": "Cells sharing a ratio",
-}
-# The `analysis` settings a figure applies exactly as the statistics do: which cells count (`diverged`),
-# and the level a significant marker means (`alpha`). They join the figure's own settings, its params.
-FIGURE_ANALYSIS_KEYS = {name: ("diverged",) for name in FIGURE_TABLES if "runs" in FIGURE_TABLES[name]}
-FIGURE_ANALYSIS_KEYS["group_correlations"] = ("alpha",)
 FIGURE_EXTENSIONS = ("pdf", "png", "csv")  # the figure, and the data it draws for readers who re-plot
-
-# Figures of budgets and measures (issue 14), apart from the paper's: drawn only where there is something to
-# draw. `measures_vs_ratio`, per scenario of an experiment with `training.measures`; `budgets`, once for the
-# config, where two experiments share a scenario under different budgets (`Plan.compares_budgets`).
-MEASURED_FIGURES = ("measures_vs_ratio",)
-STUDY_FIGURES = ("budgets",)
-FIGURE_TABLES |= {"measures_vs_ratio": ("runs", "measure_slopes"), "budgets": ("runs", "correlations")}
-FIGURE_TITLES |= {
-    "measures_vs_ratio": "The theory's quantities against batch size / learning rate",
-    "budgets": "Outcomes against the ratio under each budget",
-}
-FIGURE_ANALYSIS_KEYS |= {name: ("diverged",) for name in (*MEASURED_FIGURES, *STUDY_FIGURES)}
+# Each figure's path template, by its scope (`bslr.catalog.FIGURES`).
+FIGURE_PATHS = {"scenario": SCENARIO_FIGURE, "experiment": EXPERIMENT_FIGURE, "study": STUDY_FIGURE}
+FIGURE_LOGS = {"scenario": SCENARIO_FIGURE_LOG, "experiment": EXPERIMENT_FIGURE_LOG, "study": STUDY_FIGURE_LOG}
 
 RUN_PATTERN = re.compile(
     r"(?:.*/)?results/runs/(?P<experiment>[^/]+)/(?P<dataset>[^/]+)/(?P<model>[^/]+)/"
@@ -377,29 +326,32 @@ class Plan:
     def figure_settings(self, name: str) -> dict[str, Any]:
         """A figure's settings (`figures.<name>`) with the `analysis` settings it applies as the tables do, and
         the printed names the config's own models and data sets declare (`display_names`, where any do)."""
-        analysis = {key: self.config["analysis"][key] for key in FIGURE_ANALYSIS_KEYS.get(name, ())}
+        analysis = {key: self.config["analysis"][key] for key in FIGURES[name].analysis_keys}
         names = self.catalog.user_display_names()
         return {**self.config["figures"][name], **analysis, **({"display_names": names} if names else {})}
 
+    def draws(self, name: str, experiment: str | None = None) -> bool:
+        """Whether figure `name` is drawn (for `experiment`, where its scope is one): `measured` figures only
+        where the experiment takes measures, `budgets` ones only where `compares_budgets`."""
+        drawn = FIGURES[name].drawn
+        if drawn == "measured":
+            return bool(self.training(experiment)["measures"])
+        return self.compares_budgets() if drawn == "budgets" else True
+
     def figure_files(self) -> list[str]:
-        """Every figure of every scenario and experiment: PDF, PNG and its source data (the measures' only
-        where measured, the budgets' only where `compares_budgets`)."""
-        files = []
-        for experiment, dataset, model in scenarios(self.config):
-            measured = MEASURED_FIGURES if self.training(experiment)["measures"] else ()
-            for name in (*SCENARIO_FIGURES, *measured):
-                for extension in FIGURE_EXTENSIONS:
-                    files.append(
-                        SCENARIO_FIGURE.format(
-                            experiment=experiment, dataset=dataset, model=model, name=name, extension=extension
-                        )
-                    )
-        for experiment in self.experiments:
-            for name in EXPERIMENT_FIGURES:
-                for extension in FIGURE_EXTENSIONS:
-                    files.append(EXPERIMENT_FIGURE.format(experiment=experiment, name=name, extension=extension))
-        if self.compares_budgets():
-            files += [
-                STUDY_FIGURE.format(name=name, extension=ext) for name in STUDY_FIGURES for ext in FIGURE_EXTENSIONS
-            ]
-        return files
+        """Every figure of every scenario and experiment, and the config's own: PDF, PNG and its source data."""
+        places: dict[str, list[dict[str, str]]] = {
+            "scenario": [
+                dict(experiment=experiment, dataset=dataset, model=model)
+                for experiment, dataset, model in scenarios(self.config)
+            ],
+            "experiment": [dict(experiment=experiment) for experiment in self.experiments],
+            "study": [{}],
+        }
+        return [
+            FIGURE_PATHS[spec.scope].format(**place, name=spec.name, extension=extension)
+            for spec in FIGURES.values()
+            for place in places[spec.scope]
+            if self.draws(spec.name, place.get("experiment"))
+            for extension in FIGURE_EXTENSIONS
+        ]

@@ -3,26 +3,17 @@ import shlex
 import sys
 
 try:
+    from bslr.catalog import FIGURES
     from bslr.errors import ConfigError
     from bslr.plan import (
         EXECUTION,
         EXECUTION_LOG,
-        EXPERIMENT_FIGURE,
-        EXPERIMENT_FIGURE_LOG,
-        EXPERIMENT_FIGURES,
         FIGURES_DIR,
-        FIGURE_TABLES,
-        FIGURE_TITLES,
-        MEASURED_FIGURES,
-        SCENARIO_FIGURE,
-        SCENARIO_FIGURE_LOG,
-        SCENARIO_FIGURES,
+        FIGURE_LOGS,
+        FIGURE_PATHS,
         STATS_LOG,
         STATS_OUTPUTS,
         TABLES_DIR,
-        STUDY_FIGURE,
-        STUDY_FIGURE_LOG,
-        STUDY_FIGURES,
         Plan,
         figure_pattern,
     )
