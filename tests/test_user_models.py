@@ -14,11 +14,13 @@ import torch
 from bslr.catalog import ModelSpec
 from bslr.config import run_spec, validate_config
 from bslr.data import channel_statistics, load_dataset
-from bslr.errors import ModelError
+from bslr.errors import DataError, ModelError
 from bslr.models import build_model
-from bslr.plan import Run
+from bslr.plan import Plan, Run
 from bslr.registry import catalog_of
-from bslr.train import train_pack
+from bslr.storage import read_run
+from bslr.train import RunOptions, train_pack
+from conftest import planned_jobs, snakemake, write_config
 from user_entries import image_arrays, user_config, write_image_folder
 
 DATASETS = {"images": {"format": "npz", "path": "data/images.npz"}}
@@ -114,3 +116,74 @@ def test_a_model_with_the_wrong_output_is_one_line_from_bslr_train_and_writes_no
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert "model bad: mynets:wrong_output returns (2, 5) for a batch of 2 inputs of shape (1, 8, 8)" in result.stderr
     assert "must return logits of shape (batch, 4)" in result.stderr
+
+
+def test_a_user_model_trains_through_snakemake_and_editing_its_source_re_trains_exactly_its_runs(workdir):
+    """About 25 s on 2 cores: four training jobs (two models, two batch sizes) started by Snakemake, then a
+    dry run. Planning alone is tested in test_registry; this is Snakemake's own invalidation of the jobs."""
+    models = {"cnn": {"factory": "mynets:small_cnn", "kwargs": {"width": 4}}}
+    config = user_config(models, DATASETS, models=["cnn", "mlp"], pack={"size": "all", "learner": "auto"})
+    config_path = write_config(workdir, config)
+    runs = Plan(config).run_files()
+    snakemake(workdir, config_path, "--cores", "2", *runs)
+    settings = json.loads(read_run(workdir / "results/runs/tiny/images/cnn/bs16_lr0.05_seed0.parquet")[1]["settings"])
+    assert settings["model_spec"]["factory"] == "mynets:small_cnn" and settings["model_spec"]["kwargs"] == {"width": 4}
+    assert planned_jobs(workdir, config_path, *runs) == {}  # nothing to do until a source changes
+    with open(workdir / "mynets.py", "a") as handle:
+        handle.write("\n# a comment is an edit too: the hash is of the file\n")
+    assert planned_jobs(workdir, config_path, *runs) == {"train_tiny_images_cnn": 2}  # its two batch sizes alone
+
+
+DATA_MODULE = '''
+"""A researcher's own data-set callables: arrays to hold in memory, or torch Datasets with their own reading."""
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+from user_entries import image_arrays
+
+
+def arrays(seed=0):
+    return image_arrays(seed)
+
+
+def tensors(train=96):
+    made = image_arrays(0, train=train)
+    def dataset(split):
+        x = torch.from_numpy(made[f"x_{split}"]).float() / 255
+        return TensorDataset(x, torch.from_numpy(made[f"y_{split}"]))
+    return dataset("train"), dataset("test")
+
+
+def nothing():
+    return np.zeros(3)
+'''
+
+
+@pytest.mark.parametrize("factory", ["mydata:arrays", "mydata:tensors"])
+def test_a_factory_data_set_trains_from_arrays_in_memory_or_from_its_own_datasets(workdir, factory):
+    (workdir / "mydata.py").write_text(DATA_MODULE)
+    datasets = {"hub": {"factory": factory, "input_shape": [1, 8, 8], "num_classes": 4, "train_size": 96}}
+    runs = pack_settings({}, "mlp", lrs=(0.05, 0.1), datasets=datasets, dataset="hub")
+    data = load_dataset(runs[0].dataset_entry, "", False, "standard", torch.device("cpu"), seed=0, workers=0)
+    assert type(data).__name__ == ("MemoryData" if factory == "mydata:arrays" else "LoaderData")
+    assert data.size("train") == 96 and data.size("test") == 32
+    results = train_pack(runs, RunOptions(workers=0))
+    assert [len(frame) for frame, _ in results] == [1, 1]
+    assert all(np.isfinite(frame["train_loss"]).all() and frame["test_acc"].between(0, 1).all() for frame, _ in results)
+    assert json.loads(results[0][1]["settings"])["dataset_spec"]["factory"] == factory
+
+
+@pytest.mark.parametrize(
+    ("factory", "train_size", "message"),
+    [
+        ("mydata:tensors", 95, "mydata:tensors made 96 training examples, not 95"),
+        ("mydata:nothing", 96, "mydata:nothing returned a ndarray; return a dict of arrays"),
+    ],
+)
+def test_a_factory_data_set_that_is_not_what_it_declares_is_one_error(workdir, factory, train_size, message):
+    (workdir / "mydata.py").write_text(DATA_MODULE)
+    datasets = {"hub": {"factory": factory, "input_shape": [1, 8, 8], "num_classes": 4, "train_size": train_size}}
+    runs = pack_settings({}, "mlp", lrs=(0.05,), datasets=datasets, dataset="hub", batch_sizes=[16])
+    with pytest.raises(DataError, match=message):
+        train_pack(runs, RunOptions(workers=0))

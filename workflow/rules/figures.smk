@@ -18,12 +18,14 @@ def scenario_name(wildcards):
     return f"{PLAN.catalog.display_name(wildcards.model)} on {PLAN.catalog.display_name(wildcards.dataset)}"
 
 
-# What `bslr figure` is told of where a figure belongs, by its scope.
-SCOPE_ARGUMENTS = {
-    "scenario": " --experiment {wildcards.experiment} --dataset {wildcards.dataset} --model {wildcards.model}",
-    "experiment": " --experiment {wildcards.experiment}",
-    "study": "",
-}
+def figure_place(wildcards):
+    """Where a figure belongs, as `bslr figure` is told: its experiment, data set and model, where it has them."""
+    place = dict(wildcards.items())
+    return " ".join(
+        f"--{key} {shlex.quote(place[key])}"
+        for key in ("experiment", "dataset", "model")
+        if key in place
+    )
 
 
 def figure_png(figure):
@@ -61,9 +63,7 @@ for figure in FIGURES.values():
             name=figure.name,
             settings=json.dumps(PLAN.figure_settings(figure.name), sort_keys=True),
             inputs=figure_inputs,
+            place=figure_place,
         shell:
-            "bslr figure {params.name} --input {params.inputs}"
-            + SCOPE_ARGUMENTS[figure.scope]
-            + (
-                " --settings {params.settings:q} --pdf {output.pdf} --png {output.png} --csv {output.csv} > {log} 2>&1"
-            )
+            "bslr figure {params.name} --input {params.inputs} {params.place} --settings {params.settings:q}"
+            " --pdf {output.pdf} --png {output.png} --csv {output.csv} > {log} 2>&1"
