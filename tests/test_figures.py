@@ -343,3 +343,22 @@ def test_the_figure_command_takes_each_table_by_name(small, tmp_path, capsys):
     settings = json.dumps(settings_of("acc_vs_ratio"))
     assert main(["figure", "acc_vs_ratio", "--input", str(runs), *where, settings, "--pdf", pdf, "--png", png]) == 1
     assert "--input: give runs=PATH correlations=PATH" in capsys.readouterr().err
+
+
+def test_the_iso_ratio_figure_of_a_grid_without_shared_ratios_says_so_in_each_panel():
+    """Batch sizes doubling and learning rates stepping by about 3 (both log spaced): no two cells share a
+    ratio, so each of the three scenarios' panels says why it is empty rather than drawing an empty axis."""
+    runs = paper_runs(batch_sizes=(16, 32, 64), learning_rates=(0.01, 0.03, 0.1), scenarios=3)
+    assert runs.groupby(["model", "dataset"])["ratio"].nunique().eq(9).all()  # nine distinct ratios each
+    tables = {"runs": runs, **statistics(runs, "exclude")}
+    assert (tables["iso_ratio"]["ratio_sets"] == 0).all()
+    figure, source = drawn("iso_ratio", tables)
+    notes = [text for text in texts(figure) if text.get_text().startswith("no two cells of this grid share a ratio")]
+    assert len(notes) == 3 and source.empty
+    assert all(not axes.get_yticks().size for axes in {note.axes for note in notes})  # no axis for missing values
+    renderer = figure.canvas.get_renderer()
+    found = texts(figure)
+    clashes = [
+        (found[i].get_text(), found[j].get_text()) for i, j in overlapping(t.get_window_extent(renderer) for t in found)
+    ]
+    assert not clashes, f"text printed over text: {clashes[:5]}"

@@ -870,6 +870,18 @@ def iso_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]
         ratio_axis(axes)
         mark_not_results(axes, shared, "ratio")
         axes.set(xlabel=LABELS["ratio"], ylabel=LABELS[outcome])
+        if shared.empty:  # a grid whose two axes step by different factors (log spaced, say) may share none
+            axes.set_yticks([])
+            axes.text(
+                0.5,
+                0.5,
+                "no two cells of this grid share a ratio:\nspace batch sizes and learning rates alike to test it",
+                transform=axes.transAxes,
+                ha="center",
+                va="center",
+                fontsize=SMALL_SIZE,
+                color="#555555",
+            )
         row = summary[(summary["dataset"] == dataset) & (summary["model"] == model) & (summary["outcome"] == outcome)]
         note = ""
         if len(row) and np.isfinite(row["eta_squared"].iloc[0]):
