@@ -1,4 +1,5 @@
 import itertools
+import math
 
 import numpy as np
 import pandas as pd
@@ -9,6 +10,8 @@ from bslr.errors import ConfigError
 from bslr.stats import (
     CORRELATION_COLUMNS,
     MIN_INTERVAL_N,
+    MONTE_CARLO_MAX_N,
+    RANK_PERMUTATIONS,
     Primary,
     analyse,
     coefficient,
@@ -22,15 +25,56 @@ from conftest import exact_spearman
 TESTS = {"pearson": scipy_stats.pearsonr, "spearman": scipy_stats.spearmanr, "kendall": scipy_stats.kendalltau}
 
 
-def reference(x, y, method: str):
-    """scipy's own answer under the documented rules: the exact permutation test for the rank methods
-    up to 8 pairs, scipy's default test otherwise."""
+def rank_numerators(rank_x: np.ndarray, rank_y: np.ndarray, method: str) -> np.ndarray:
+    """Integer numerators of Spearman's rho (twice the centred rank products) or Kendall's tau (concordant
+    minus discordant pairs) of rank_x against each row of rank_y. A pairing's p needs no more: the
+    denominators do not change when one side is permuted."""
+    if method == "spearman":  # midranks are multiples of 1/2: twice the centred ranks are integers
+        return (2 * rank_y).astype(np.int64) @ (2 * rank_x - (len(rank_x) + 1)).astype(np.int64)
+    first, second = np.triu_indices(len(rank_x), 1)
+    sign_x = np.sign(rank_x[first] - rank_x[second]).astype(np.int64)
+    return np.sign(rank_y[..., first] - rank_y[..., second]).astype(np.int64) @ sign_x
+
+
+def enumerated_p(x, y, method: str) -> float:
+    """Two-sided p over every pairing, enumerating all n! permutations with itertools (not scipy): twice
+    the smaller fraction of pairings as far out as the observed one, either side, capped at 1."""
+    rank_x, rank_y = scipy_stats.rankdata(x), scipy_stats.rankdata(y)
+    n = len(rank_x)
+    order = np.fromiter(itertools.chain.from_iterable(itertools.permutations(range(n))), np.int8, math.factorial(n) * n)
+    numerators = np.concatenate(
+        [rank_numerators(rank_x, rank_y[chunk], method) for chunk in np.array_split(order.reshape(-1, n), 8)]
+    )
+    observed = rank_numerators(rank_x, rank_y, method)
+    return min(1.0, 2 * min((numerators >= observed).mean(), (numerators <= observed).mean()))
+
+
+def monte_carlo_p(x, y, method: str, resamples: int, seed: int) -> float:
+    """Two-sided Monte Carlo permutation p, (b + 1) / (R + 1) per side, from numpy's own shuffles."""
+    rank_x, rank_y = scipy_stats.rankdata(x), scipy_stats.rankdata(y)
+    shuffled = np.random.default_rng(seed).permuted(np.tile(rank_y, (resamples, 1)), axis=1)
+    numerators, observed = rank_numerators(rank_x, shuffled, method), rank_numerators(rank_x, rank_y, method)
+    return min(1.0, 2 * (min((numerators >= observed).sum(), (numerators <= observed).sum()) + 1) / (resamples + 1))
+
+
+def reference(x, y, method: str) -> tuple[float, float, float]:
+    """(statistic, p, tolerance of p) under the documented rules, computed apart from bslr. Pearson: scipy's
+    t test. Rank methods: every pairing enumerated up to 9 pairs; Kendall without ties, scipy's exact null;
+    otherwise an independent Monte Carlo permutation p (numpy's shuffles, another seed, 10^5 pairings), to
+    within 5 standard errors of the difference of two such estimates."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if method != "pearson" and len(x) <= 8:
-        return scipy_stats.permutation_test(
-            (x,), lambda permuted: TESTS[method](permuted, y).statistic, permutation_type="pairings", n_resamples=np.inf
-        )
-    return TESTS[method](x, y)
+    statistic = TESTS[method](x, y).statistic
+    untied = len(np.unique(x)) == len(x) and len(np.unique(y)) == len(y)
+    if method == "pearson":
+        return statistic, TESTS[method](x, y).pvalue, 0.0
+    if method == "kendall" and untied and len(x) > 9:
+        return statistic, scipy_stats.kendalltau(x, y, method="exact").pvalue, 0.0
+    if len(x) <= 9:
+        return statistic, enumerated_p(x, y, method), 0.0
+    resamples = 100_000
+    p_value = monte_carlo_p(x, y, method, resamples, seed=12345)
+    one_sided = p_value / 2  # two-sided p = 2 q: each estimate's variance 4 q (1 - q) / R
+    return statistic, p_value, 5 * np.sqrt(2 * 4 * one_sided * (1 - one_sided) / resamples) + 2 / (resamples + 1)
 
 
 def synthetic_runs(seed: int = 0) -> pd.DataFrame:
@@ -76,9 +120,9 @@ def test_every_row_equals_scipy():
             members = members[members["lr"] == float(row.group[3:])]
         elif row.group.startswith("bs="):
             members = members[members["batch_size"] == int(row.group[3:])]
-        expected = reference(members[row.x], members[row.outcome], row.method)
-        assert row.statistic == pytest.approx(expected.statistic, abs=1e-12)
-        assert row.p_value == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-300)
+        statistic, p_value, tolerance = reference(members[row.x], members[row.outcome], row.method)
+        assert row.statistic == pytest.approx(statistic, abs=1e-12)
+        assert row.p_value == pytest.approx(p_value, rel=1e-9, abs=max(tolerance, 1e-300))
 
 
 def test_hand_computed_case():
@@ -250,8 +294,11 @@ def test_smallest_attainable_p_and_why_small_groups_cannot_pass_holm():
     test = correlation_test([16, 32, 48, 64, 80], [0.9, 0.8, 0.7, 0.6, 0.5], "spearman")
     assert test.p_value == pytest.approx(2 / 120) and test.p_min == pytest.approx(2 / 120)
     tied = correlation_test([16, 32, 48, 64, 80], [0.9, 0.9, 0.7, 0.6, 0.5], "kendall")
-    assert tied.p_min > 2 / 120 and tied.p_method == "exact permutation"
-    assert np.isnan(correlation_test(np.arange(9), np.arange(9) ** 2, "spearman").p_min)  # asymptotic above 8
+    assert tied.p_min > 2 / 120 and tied.p_method == "exact permutation (all 120 pairings)"
+    nine = correlation_test(np.arange(9), np.arange(9) ** 2, "spearman")  # the largest exact group: 2 of 9!
+    assert nine.p_value == pytest.approx(2 / 362_880) and nine.p_min == pytest.approx(2 / 362_880)
+    ten = correlation_test(np.arange(10), np.arange(10) ** 2, "spearman")  # Monte Carlo: floor 2 / (R + 1)
+    assert ten.p_min == pytest.approx(2 / (RANK_PERMUTATIONS + 1)) and ten.p_value >= ten.p_min
     runs = synthetic_runs()  # groups of 3 and 4 cells: exact p at least 1/3 and 1/12
     markdown, _ = paper_tables(analyse(runs, ["final_test_acc"], ["spearman"], resamples=100), 0.05)
     assert "Smallest p an exact test of these groups can give: 0.0833; Holm's first step needs p < 0.05/16" in markdown
@@ -360,3 +407,49 @@ def test_numbers_print_with_real_minus_signs_and_p_values_never_as_zero():
     assert markdown.p(2.14e-5) == "2.1e−5" and latex.p(2.14e-5) == "$2.1\\times10^{-5}$"
     assert markdown.p(1 / 60) == "0.017" and markdown.p(np.nan) == "–"
     assert latex.text("mlp_mnist 95% & $x^2$") == "mlp\\_mnist 95\\% \\& \\$x\\textasciicircum{}2\\$"
+
+
+# --- rank-test p-values in the tails, against brute-force enumeration -------------------------------------------
+
+
+def three_by_three(noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A researcher's 3 x 3 grid (batch sizes 32, 64, 128; learning rates 0.05, 0.1, 0.2): the ratio takes
+    5 values over 9 cells (640 three times), accuracy falls with it, plus noise."""
+    batch_sizes, learning_rates = np.meshgrid([32, 64, 128], [0.05, 0.1, 0.2])
+    ratio = (batch_sizes / learning_rates).ravel()
+    accuracy = 0.9 - 0.05 * np.log2(ratio) + np.random.default_rng(seed).normal(0, noise, ratio.size)
+    return ratio, accuracy
+
+
+def test_tied_3x3_grid_p_values_are_every_pairing_not_the_t_or_normal_approximation():
+    ratio, accuracy = three_by_three(noise=0.01, seed=1)
+    for method in ("spearman", "kendall"):
+        test = correlation_test(ratio, accuracy, method)
+        assert test.statistic < -0.9 and test.p_method == "exact permutation (all 362880 pairings)"
+        assert test.p_value == pytest.approx(enumerated_p(ratio, accuracy, method), rel=1e-12)
+        approximate = TESTS[method](ratio, accuracy).pvalue  # t for Spearman, normal for Kendall
+        assert abs(np.log(test.p_value / approximate)) > np.log(1.5), method  # the approximations were far off
+
+
+def test_monte_carlo_p_matches_every_pairing_and_never_falls_below_its_resolution():
+    """10 cells: 10! = 3.6 million pairings are enumerated (about 3 s), against which the Monte Carlo p
+    (10^5 pairings) must agree to within 5 standard errors plus its +1 offset."""
+    x = np.arange(10.0)
+    resolution = 2 / (RANK_PERMUTATIONS + 1)
+    for y in (x + np.random.default_rng(3).normal(0, 2.2, 10), np.array([0, 1, 3, 2, 4, 6, 5, 7, 9, 8.0])):
+        test = correlation_test(x, y, "spearman")
+        exact = enumerated_p(x, y, "spearman")
+        assert test.p_method == f"Monte Carlo permutation ({RANK_PERMUTATIONS} pairings, p >= {resolution:.1e})"
+        standard_error = 2 * np.sqrt(exact / 2 * (1 - exact / 2) / RANK_PERMUTATIONS)
+        assert abs(test.p_value - exact) <= 5 * standard_error + resolution, (test.p_value, exact)
+    perfect = correlation_test(x, x**3, "spearman")  # every pairing gives 2 / 10! = 5.5e-7: unresolvable
+    assert resolution <= perfect.p_value <= 3 * resolution and perfect.p_min == pytest.approx(resolution)
+
+
+def test_large_tied_kendall_groups_are_not_reported_below_the_monte_carlo_resolution():
+    x = np.repeat(np.arange(20.0), 3)  # 60 cells, each value three times: ties, above MONTE_CARLO_MAX_N
+    assert len(x) > MONTE_CARLO_MAX_N
+    test = correlation_test(x, -x, "kendall")
+    assert scipy_stats.kendalltau(x, -x).pvalue < 1e-20  # the normal approximation resolves nothing like it
+    assert test.p_value == pytest.approx(2 / (RANK_PERMUTATIONS + 1)) and test.p_min == test.p_value
+    assert test.p_method.startswith("normal approximation (not reported below")

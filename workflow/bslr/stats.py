@@ -9,9 +9,12 @@ As in He, Liu & Tao (2019), Section 5, per scenario (experiment, model, dataset)
 - within each fixed learning rate, the outcome against batch size (group `lr=0.01`, x `batch_size`);
 - within each fixed batch size, the outcome against learning rate (group `bs=16`, x `lr`);
 - over all cells, the outcome against the ratio batch size / learning rate (group `ratio`, x `ratio`).
-Every test is two-sided. Pearson's r, Spearman's rho and Kendall's tau-b come from scipy.stats; for the
-rank methods the p-value is exact (every pairing, scipy.stats.permutation_test, ties as midranks) up to
-EXACT_MAX_N cells, asymptotic above. No p-value is reported below P_FLOOR.
+Every test is two-sided. Pearson's r, Spearman's rho and Kendall's tau-b come from scipy.stats; Pearson's
+p is the t test's. The rank methods' p is a permutation p (scipy.stats.permutation_test, ties as
+midranks): exact over every pairing up to EXACT_MAX_N cells, seeded Monte Carlo above (resolving
+2 / (RANK_PERMUTATIONS + 1)); Kendall's null is counted exactly where there are no ties, and with ties
+above MONTE_CARLO_MAX_N cells it is the normal approximation, floored at the Monte Carlo resolution. No
+p-value is reported below P_FLOOR.
 
 One analysis is declared primary (analysis.primary: a method and an outcome, Spearman on final test
 accuracy by default, as in the paper); it carries the headline and the tables' summary lines. Every other
@@ -35,6 +38,7 @@ Beyond the paper:
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -70,9 +74,19 @@ METHODS: dict[str, Callable] = {
 }
 RANK_METHODS = ("spearman", "kendall")
 
-# Up to this many cells, rank tests get the exact permutation p-value (8! = 40,320 pairings); the t and
-# normal approximations are far too small there (rho = 1 over 3 cells has exact p = 1/3, not 0).
-EXACT_MAX_N = 8
+# Up to this many cells, rank tests get the exact permutation p-value over all n! pairings (9! = 362,880,
+# a 3 x 3 grid); the t and normal approximations are far too small in the tails there (rho = -0.975 over
+# 9 cells: t gives 8e-6, every pairing 1.3e-4).
+EXACT_MAX_N = 9
+# Above it, seeded random pairings: the Monte Carlo p resolves down to 2 / (R + 1) = 2e-5. The t
+# approximation to Spearman's null is too small there even at 51 cells (0.68 times the permutation p at
+# 1e-5, 0.86 at 1e-4: 10^7 pairings), so Spearman stays Monte Carlo at any n (its null is cached per
+# tie pattern, so a grid's groups share it).
+RANK_PERMUTATIONS = 100_000
+# Kendall with ties above this many cells takes the normal approximation (its O(n^2) coefficient makes
+# 10^5 pairings slow there); without ties its null is counted exactly at any n. The normal approximation
+# is conservative in Kendall's tails (twice the exact p at 1e-5, 51 cells, no ties).
+MONTE_CARLO_MAX_N = 50
 # Smallest p-value reported. Below it the t and normal approximations are far outside the range where
 # their relative error is known, and no decision depends on the difference: Holm over a million tests at
 # 0.05 needs p < 5e-8. Smaller values are reported as P_FLOOR and printed "< 1e-16".
@@ -256,47 +270,81 @@ def coefficient(x: np.ndarray, y: np.ndarray, method: str) -> np.ndarray:
 ON_RANKS = {"pearson": "pearson", "spearman": "pearson", "kendall": "kendall"}
 
 
-def exact_permutation_p(rank_x: np.ndarray, rank_y: np.ndarray, method: str) -> tuple[float, float]:
-    """(two-sided p over every pairing, smallest p any pairing could give), by scipy's permutation_test."""
+@functools.cache
+def permutation_null(sorted_x: bytes, sorted_y: bytes, method: str, resamples: int, seed: int) -> np.ndarray:
+    """The coefficient's null distribution over pairings of two rank vectors (given sorted, as bytes of
+    float64: the null of a uniformly random pairing does not depend on the order either side comes in).
+    Every pairing when `resamples` is 0, else `resamples` random ones (scipy.stats.permutation_test).
+    Cached: in a grid most groups share their ranks' tie pattern, and so their null."""
+    rank_x, rank_y = np.frombuffer(sorted_x), np.frombuffer(sorted_y)
+    width = len(rank_x) * (len(rank_x) - 1) // 2 if ON_RANKS[method] == "kendall" else len(rank_x)
     result = scipy_stats.permutation_test(
         (rank_y,),
         lambda y, axis=-1: coefficient(rank_x, np.moveaxis(y, axis, -1), ON_RANKS[method]),
         permutation_type="pairings",
-        n_resamples=np.inf,
+        n_resamples=resamples or np.inf,
         vectorized=True,
+        batch=max(1, 4_000_000 // width),  # pairings at once: about 100 MB of coefficient terms
+        rng=np.random.default_rng(seed),
     )
-    null = result.null_distribution
+    return result.null_distribution
+
+
+def permutation_p(rank_x: np.ndarray, rank_y: np.ndarray, method: str, seed: int) -> tuple[float, float, str]:
+    """(two-sided permutation p, smallest p the test can give, how it was computed) of a rank coefficient.
+
+    Two-sided is twice the smaller one-sided p, capped at 1. Up to EXACT_MAX_N cells every pairing is
+    enumerated; above, RANK_PERMUTATIONS seeded random pairings give the Monte Carlo p (b + 1) / (R + 1)
+    per side (Phipson & Smyth 2010), so never below 2 / (R + 1)."""
+    n = len(rank_x)
+    exact = n <= EXACT_MAX_N
+    null = permutation_null(
+        np.sort(rank_x).tobytes(), np.sort(rank_y).tobytes(), method, 0 if exact else RANK_PERMUTATIONS, seed
+    )
+    observed = float(coefficient(rank_x, rank_y, ON_RANKS[method]))
     tolerance = 1e-12
-    extreme = min((null >= null.max() - tolerance).mean(), (null <= null.min() + tolerance).mean())
-    return float(result.pvalue), float(min(1.0, 2 * extreme))
+    above, below = int((null >= observed - tolerance).sum()), int((null <= observed + tolerance).sum())
+    if exact:
+        p_value = 2 * min(above, below) / len(null)
+        extreme = min((null >= null.max() - tolerance).sum(), (null <= null.min() + tolerance).sum())
+        return min(1.0, p_value), min(1.0, 2 * extreme / len(null)), f"exact permutation (all {len(null)} pairings)"
+    p_value = 2 * (min(above, below) + 1) / (RANK_PERMUTATIONS + 1)
+    floor = 2 / (RANK_PERMUTATIONS + 1)
+    return min(1.0, p_value), floor, f"Monte Carlo permutation ({RANK_PERMUTATIONS} pairings, p >= {floor:.1e})"
 
 
-def correlation_test(x: Sequence[float], y: Sequence[float], method: str) -> CorrelationTest:
-    """Statistic and two-sided p-value of one group; NaN where fewer than 3 pairs or a constant side."""
+def correlation_test(x: Sequence[float], y: Sequence[float], method: str, seed: int = 0) -> CorrelationTest:
+    """Statistic and two-sided p-value of one group; NaN where fewer than 3 pairs or a constant side.
+
+    Pearson: the t test (exact for bivariate normal data). Spearman and Kendall: a permutation p (exact
+    up to EXACT_MAX_N cells, Monte Carlo up to MONTE_CARLO_MAX_N), or Kendall's exact null counted where
+    neither side has ties (any n); above MONTE_CARLO_MAX_N, Spearman stays Monte Carlo and Kendall with
+    ties takes the normal approximation, never reported below the Monte Carlo floor 2 / (R + 1)."""
     x, y, dropped = usable_pairs(x, y, method)
     n = len(x)
     if n < 3 or len(np.unique(x)) < 2 or len(np.unique(y)) < 2:
         return CorrelationTest(np.nan, np.nan, n, dropped, "", np.nan)
-    if method in RANK_METHODS:
-        x, y = scipy_stats.rankdata(x), scipy_stats.rankdata(y)
-    p_min = np.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if method in RANK_METHODS and n <= EXACT_MAX_N:
-            statistic = float(METHODS[method](x, y).statistic)
-            p_value, p_min = exact_permutation_p(x, y, method)
-            p_method = "exact permutation"
-        elif method == "kendall":
-            # scipy's exact null of tau assumes no ties; beyond 33 pairs it is slow and needless
-            exact = len(np.unique(x)) == n and len(np.unique(y)) == n and n <= 33
-            result = scipy_stats.kendalltau(x, y, method="exact" if exact else "asymptotic")
-            statistic, p_value = float(result.statistic), float(result.pvalue)
-            p_method = "exact" if exact else "normal approximation"
-        else:
-            result = METHODS[method](x, y)
-            statistic, p_value = float(result.statistic), float(result.pvalue)
-            p_method = "t (bivariate normal)" if method == "pearson" else "t approximation"
-    return CorrelationTest(statistic, max(p_value, P_FLOOR), n, dropped, p_method, p_min)
+    if method == "pearson":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = scipy_stats.pearsonr(x, y)
+        return CorrelationTest(
+            float(result.statistic), max(float(result.pvalue), P_FLOOR), n, dropped, "t (bivariate normal)", np.nan
+        )
+    rank_x, rank_y = scipy_stats.rankdata(x), scipy_stats.rankdata(y)
+    statistic = float(METHODS[method](rank_x, rank_y).statistic)  # scipy's, as reported everywhere else
+    untied = len(np.unique(x)) == n and len(np.unique(y)) == n
+    if method == "kendall" and untied and n > EXACT_MAX_N:
+        p_value = float(scipy_stats.kendalltau(rank_x, rank_y, method="exact").pvalue)
+        return CorrelationTest(statistic, max(p_value, P_FLOOR), n, dropped, "exact (null counted)", np.nan)
+    if method == "kendall" and n > MONTE_CARLO_MAX_N:
+        floor = 2 / (RANK_PERMUTATIONS + 1)
+        p_value = max(float(scipy_stats.kendalltau(rank_x, rank_y, method="asymptotic").pvalue), floor)
+        return CorrelationTest(
+            statistic, p_value, n, dropped, f"normal approximation (not reported below {floor:.1e})", floor
+        )
+    p_value, p_min, how = permutation_p(rank_x, rank_y, method, seed)
+    return CorrelationTest(statistic, p_value, n, dropped, how, p_min)
 
 
 def correlate(x: Sequence[float], y: Sequence[float], method: str) -> tuple[float, float]:
@@ -314,8 +362,10 @@ def correlations(
     methods: Sequence[str],
     diverged: str = "exclude",
     primary: Primary = Primary(),
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """One row per (scenario, group, outcome, method) over the grid cells, in a stable order."""
+    """One row per (scenario, group, outcome, method) over the grid cells, in a stable order; `seed` seeds
+    the Monte Carlo permutation p-values."""
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ConfigError(f"unknown correlation methods {unknown}; known: {', '.join(sorted(METHODS))}")
@@ -325,7 +375,7 @@ def correlations(
         for group, x, members in groups(scenario_cells):
             for outcome in outcomes:
                 for method in methods:
-                    test = correlation_test(members[x], members[outcome], method)
+                    test = correlation_test(members[x], members[outcome], method, seed)
                     rows.append(
                         [experiment, model, dataset, group, x, outcome, method, test.n, test.statistic, test.p_value]
                         + [primary.role(method, outcome), PREDICTED_SIGN[x] * OUTCOME_DIRECTION[outcome]]
@@ -377,7 +427,8 @@ def bootstrap_interval(
     x, y, _ = usable_pairs(x, y, method)
     if method in RANK_METHODS:  # ranks keep the order of infinite values; resampled ranks rank alike
         x, y = scipy_stats.rankdata(x), scipy_stats.rankdata(y)
-    statistic = correlate(x, y, method)[0] if len(x) >= MIN_INTERVAL_N else np.nan
+    constant = len(x) == 0 or np.ptp(x) == 0 or np.ptp(y) == 0
+    statistic = np.nan if len(x) < MIN_INTERVAL_N or constant else float(coefficient(x, y, ON_RANKS[method]))
     if not np.isfinite(statistic) or abs(statistic) >= 1 - 1e-12:
         return float("nan"), float("nan")
     vectorized = method != "kendall"
@@ -635,7 +686,7 @@ def headline(
         for name in POLICIES:
             members = tables[name]
             members = members[in_scenario(members, scenario)]
-            test = correlation_test(members["ratio"], members[primary.outcome], primary.method)
+            test = correlation_test(members["ratio"], members[primary.outcome], primary.method, seed)
             interval = bootstrap_interval(
                 members["ratio"].to_numpy(), members[primary.outcome].to_numpy(), primary.method, resamples, seed
             )
@@ -652,7 +703,7 @@ def headline(
                 [*scenario, "ratio", name, "ratio", primary.outcome, primary.method, test.n, test.statistic]
                 + [*interval, test.p_value, p_holm, *counts]
             )
-        test = correlation_test(cells["ratio"], cells["rate"], primary.method)
+        test = correlation_test(cells["ratio"], cells["rate"], primary.method, seed)
         interval = bootstrap_interval(
             cells["ratio"].to_numpy(), cells["rate"].to_numpy(), primary.method, resamples, seed
         )
@@ -781,7 +832,7 @@ def analyse(
     outcomes = list(dict.fromkeys([*outcomes, primary.outcome]))
     methods = list(dict.fromkeys([*methods, primary.method]))
     runs = with_diverged(without_censored(runs))
-    table = correlations(runs, outcomes, methods, diverged, primary)
+    table = correlations(runs, outcomes, methods, diverged, primary, seed)
     table = add_intervals(table, runs, resamples, seed, diverged)
     cells = cell_table(runs, outcomes, diverged)
     measured = [name for name in MEASURE_DIRECTION if name in runs and runs[name].notna().any()]
