@@ -187,12 +187,34 @@ def test_holm_and_benjamini_hochberg_by_hand():
 
 def test_corrections_are_made_within_each_family():
     table = correlations(synthetic_runs(), ["final_test_acc", "gap"], ["spearman", "pearson"])
-    for _, family in table.groupby(["outcome", "method"]):
+    for _, family in table.groupby(["outcome", "method", "family"]):
         tested = family[np.isfinite(family["p_value"])]
         assert (tested["p_holm"] >= tested["p_value"]).all() and (tested["p_bh"] >= tested["p_value"]).all()
         smallest = tested["p_value"].idxmin()
         assert tested.loc[smallest, "p_holm"] == pytest.approx(min(1, tested.loc[smallest, "p_value"] * len(tested)))
     assert set(table.loc[table["x"] == "lr", "expected_sign"]) == {1, -1}  # accuracy +, gap -
+
+
+def step_down_holm(p_values: list[float]) -> list[float]:
+    """Holm (1979) by its definition: the k-th smallest p times (m - k + 1), running maximum, capped at 1."""
+    order = sorted(range(len(p_values)), key=lambda index: p_values[index])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def test_the_ratio_tests_are_their_own_holm_family_apart_from_the_per_group_tests():
+    """The headline's family is the ratio test of each scenario; the lr= and bs= groups are another, so the
+    ratio test's Holm p is not multiplied by the group count."""
+    table = correlations(synthetic_runs(), ["final_test_acc"], ["spearman"])
+    ratio, groups = table[table["group"] == "ratio"], table[table["group"] != "ratio"]
+    assert set(ratio["family"]) == {"ratio"} and set(groups["family"]) == {"groups"}
+    assert len(ratio) == 2 and len(groups) == 14  # 2 scenarios; 3 learning rates + 4 batch sizes each
+    for family in (ratio, groups):
+        tested = family[np.isfinite(family["p_value"])]
+        np.testing.assert_allclose(tested["p_holm"], step_down_holm(tested["p_value"].tolist()), rtol=1e-12)
 
 
 def test_bootstrap_interval_is_seeded_and_covers_the_estimate():
@@ -247,7 +269,8 @@ def test_paper_tables_state_the_primary_analysis_the_prediction_and_both_sign_co
     analysis = analyse(synthetic_runs(), ["final_test_acc", "gap"], ["pearson"], resamples=100)
     markdown, latex = paper_tables(analysis, 0.05)
     assert "Primary analysis (analysis.primary): Spearman's rho of final_test_acc" in markdown
-    assert "judged after Holm over the 16 tests of its family" in markdown  # 2 x (3 + 4 + 1) groups
+    assert "judged after Holm over its confirmatory family, the 2 ratio tests of e (one per scenario)" in markdown
+    assert "The per-group tests (fixed learning rate, fixed batch size) are a separate family of 14" in markdown
     assert "**Primary analysis, e: Spearman's rho of final_test_acc against batch size" in markdown
     assert "**Sensitivity analysis, e: Pearson's r of gap against learning rate" in markdown
     assert "with the predicted sign" in markdown and "with the opposite sign" in markdown
@@ -301,7 +324,7 @@ def test_smallest_attainable_p_and_why_small_groups_cannot_pass_holm():
     assert ten.p_min == pytest.approx(2 / (RANK_PERMUTATIONS + 1)) and ten.p_value >= ten.p_min
     runs = synthetic_runs()  # groups of 3 and 4 cells: exact p at least 1/3 and 1/12
     markdown, _ = paper_tables(analyse(runs, ["final_test_acc"], ["spearman"], resamples=100), 0.05)
-    assert "Smallest p an exact test of these groups can give: 0.0833; Holm's first step needs p < 0.05/16" in markdown
+    assert "Smallest p an exact test of these groups can give: 0.0833; Holm's first step needs p < 0.05/14" in markdown
     assert "so none of these groups can be significant after Holm" in markdown
 
 

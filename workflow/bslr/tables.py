@@ -248,14 +248,22 @@ def significance_counts(rows: pd.DataFrame, alpha: float) -> dict[str, int]:
 
 
 def significance_summary(part: pd.DataFrame, alpha: float) -> str:
-    """Per method, how many groups of one scenario and outcome are significant, in either direction."""
+    """Per method, the scenario's ratio test and how many of its per-group tests are significant, in either
+    direction, each judged by Holm within its own family."""
     texts = []
     for method, rows in part.groupby("method", sort=False):
-        counts = significance_counts(rows, alpha)
+        ratio = rows[rows["family"] == "ratio"]
+        counts = significance_counts(rows[rows["family"] == "groups"], alpha)
+        text = f"{method}: "
+        if len(ratio) and np.isfinite(ratio["p_value"].iloc[0]):
+            row = ratio.iloc[0]
+            sign = "predicted" if np.sign(row["statistic"]) == row["expected_sign"] else "opposite"
+            verdict = "significant" if row["p_holm"] < alpha else "not significant"
+            text += f"ratio test {verdict} after Holm over the ratio family (coefficient of the {sign} sign); "
         texts.append(
-            f"{method}: {counts['predicted']} of {counts['tested']} groups significant at {alpha:g} with the "
-            f"predicted sign ({counts['predicted_holm']} after Holm), {counts['opposite']} with the opposite "
-            f"sign ({counts['opposite_holm']} after Holm)"
+            text + f"{counts['predicted']} of {counts['tested']} per-group tests significant at {alpha:g} with the "
+            f"predicted sign ({counts['predicted_holm']} after Holm over the group family), {counts['opposite']} "
+            f"with the opposite sign ({counts['opposite_holm']} after Holm)"
         )
     return "; ".join(texts)
 
@@ -277,20 +285,28 @@ def _scenario_label(scenario: Sequence[str]) -> str:
     return f"{scenario[1]} on {scenario[2]}"
 
 
-def _family_size(table: pd.DataFrame, experiment: str, outcome: str, method: str) -> int:
-    family = table[(table["experiment"] == experiment) & (table["outcome"] == outcome) & (table["method"] == method)]
-    return int(np.isfinite(family["p_value"]).sum())
+def _family_size(table: pd.DataFrame, experiment: str, outcome: str, method: str, family: str) -> int:
+    """Tests in one multiplicity family (bslr.stats.FAMILIES), the m of its Holm correction."""
+    members = table[
+        (table["experiment"] == experiment)
+        & (table["outcome"] == outcome)
+        & (table["method"] == method)
+        & (table["family"] == family)
+    ]
+    return int(np.isfinite(members["p_value"]).sum())
 
 
 def primary_statement(analysis: Analysis, experiment: str, alpha: float, style: Style) -> str:
     primary, table = analysis.primary, analysis.correlations
-    size = _family_size(table, experiment, primary.outcome, primary.method)
+    ratio = _family_size(table, experiment, primary.outcome, primary.method, "ratio")
+    groups = _family_size(table, experiment, primary.outcome, primary.method, "groups")
     return style.text(
         f"Primary analysis (analysis.primary): {METHOD_NAMES[primary.method]} of {primary.outcome} against "
         f"the ratio batch size / learning rate, per scenario, over grid cells (seed means); two-sided; judged "
-        f"after Holm over the {size} tests of its family (every group of every scenario of {experiment}) at "
-        f"alpha = {alpha:g}. Every other method and outcome, and the other divergence policy, is a sensitivity "
-        f"analysis. Diverged runs: analysis.diverged = {analysis.policy}."
+        f"after Holm over its confirmatory family, the {ratio} ratio tests of {experiment} (one per scenario), "
+        f"at alpha = {alpha:g}. The per-group tests (fixed learning rate, fixed batch size) are a separate "
+        f"family of {groups}, with Holm within it. Every other method and outcome, and the other divergence "
+        f"policy, is a sensitivity analysis. Diverged runs: analysis.diverged = {analysis.policy}."
     )
 
 
@@ -314,7 +330,8 @@ def headline_table(analysis: Analysis, experiment: str, style: Style) -> list[st
     caption = style.text(
         f"Headline: {METHOD_NAMES[primary.method]} of {primary.outcome} against the ratio, under both "
         f"divergence policies; n counts cells; 95% BCa bootstrap interval over cells (none below "
-        f"{MIN_INTERVAL_N} cells); Holm only for the configured policy."
+        f"{MIN_INTERVAL_N} cells); Holm over the ratio tests of the experiment's scenarios (the confirmatory "
+        f"family), for the configured policy only."
     )
     header = [style.text(name) for name in ("scenario", "diverged runs", "n")] + [style.symbol(primary.method)]
     header += [style.text(name) for name in ("95% CI", "p", "p (Holm)")]
@@ -445,7 +462,8 @@ def slopes_table(analysis: Analysis, experiment: str, style: Style) -> list[str]
 
 
 def sign_table(analysis: Analysis, experiment: str, alpha: float, style: Style) -> list[str]:
-    table = analysis.correlations[analysis.correlations["experiment"] == experiment]
+    table = analysis.correlations
+    table = table[(table["experiment"] == experiment) & (table["family"] == "groups")]
     rows = []
     ordered = table.assign(primary_first=table["role"] != "primary")
     for (_, _, model, dataset, outcome, method), part in ordered.groupby(
@@ -464,7 +482,8 @@ def sign_table(analysis: Analysis, experiment: str, alpha: float, style: Style) 
             ]
         )
     caption = style.text(
-        f"Groups significant at {alpha:g}, two-sided, raw / after Holm, with the predicted sign (negative for "
+        f"Per-group tests significant at {alpha:g}, two-sided, raw / after Holm over the group family (the ratio "
+        "tests are the headline's), with the predicted sign (negative for "
         "batch size and ratio, positive for learning rate; flipped for the gap and losses) and with the opposite "
         "sign; the last column is the smallest p any small group's exact test could give."
     )
@@ -521,7 +540,7 @@ def paper_table(
                 style.dash,
             ]
         rows.append(pooled)
-    size = _family_size(table, experiment, outcome, method)
+    size = _family_size(table, experiment, outcome, method, "groups")
     role = analysis.primary.role(method, outcome)
     within = "learning rate" if x == "batch_size" else "batch size"
     counts = "; ".join(
@@ -533,8 +552,8 @@ def paper_table(
     )
     caption = (
         f"{role.capitalize()} analysis, {experiment}: {METHOD_NAMES[method]} of {outcome} against "
-        f"{AXIS_NAMES[x]} within each {within}; n cells per group, two-sided p, Holm over the {size} tests of "
-        f"(experiment, outcome, method) at {alpha:g}. Significant at {alpha:g} raw: {counts}. "
+        f"{AXIS_NAMES[x]} within each {within}; n cells per group, two-sided p, Holm over the {size} per-group tests "
+        f"of (experiment, outcome, method) at {alpha:g}. Significant at {alpha:g} raw: {counts}. "
         f"No interval below {MIN_INTERVAL_N} cells (Fisher z above)."
     )
     exact = part[np.isfinite(part["p_min"])]
