@@ -265,6 +265,55 @@ def test_iso_ratio_separates_within_from_between_sets():
     assert np.isnan(result["seed_sd"])  # one seed: no noise floor to read within_sd against
 
 
+def default_grid_runs(accuracy, seeds=(0,), noise: float = 0.0, rng_seed: int = 0) -> pd.DataFrame:
+    """The default study's 5 x 5 grid (batch sizes doubling, learning rates evenly spaced: 13 cells share a
+    ratio, in 5 sets), one row per run."""
+    rng = np.random.default_rng(rng_seed)
+    rows = [
+        dict(experiment="e", model="m", dataset="d", batch_size=batch_size, lr=lr, seed=seed, diverged=False)
+        | dict(ratio=batch_size / lr, final_test_acc=accuracy(batch_size, lr) + rng.normal(0, noise))
+        for batch_size in (16, 32, 64, 128, 256)
+        for lr in (0.04, 0.08, 0.12, 0.16, 0.2)
+        for seed in seeds
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_iso_ratio_eta_squared_is_read_against_chance_and_invariance_against_the_seeds():
+    """Known truths, simulated: under pure noise eta squared averages (k - 1) / (N - 1) and its permutation
+    p is uniform; an outcome of batch size alone gives eta squared far above chance (the sets differ) yet
+    fails the invariance test against seed noise, which a ratio-only outcome passes."""
+    from bslr.stats import iso_ratio
+
+    rng = np.random.default_rng(0)
+    noise = [
+        iso_ratio(
+            default_grid_runs(lambda b, lr: 0.0, noise=1.0, rng_seed=draw), ["final_test_acc"], "exclude", 199, draw
+        )
+        for draw in rng.integers(0, 2**31, size=250)
+    ]
+    etas, p_values = (
+        np.array([row["eta_squared"].iloc[0] for row in noise]),
+        np.array([row["p_permutation"].iloc[0] for row in noise]),
+    )
+    assert noise[0]["ratio_sets"].iloc[0] == 5 and noise[0]["cells"].iloc[0] == 13
+    assert noise[0]["eta_squared_chance"].iloc[0] == pytest.approx(4 / 12)
+    assert etas.mean() == pytest.approx(4 / 12, abs=0.03)  # the mean of 250 draws: standard error 0.01
+    assert 0.02 <= (p_values <= 0.05).mean() <= 0.09  # a valid test: about 5% (binomial SD 1.4%)
+    by_batch_size = iso_ratio(
+        default_grid_runs(lambda b, lr: -0.01 * np.log2(b), (0, 1, 2), 0.002), ["final_test_acc"]
+    ).iloc[0]
+    by_ratio = iso_ratio(
+        default_grid_runs(lambda b, lr: -0.01 * np.log2(b / lr), (0, 1, 2), 0.002), ["final_test_acc"]
+    ).iloc[0]
+    assert by_batch_size["eta_squared"] > 0.6 and by_batch_size["p_permutation"] < 0.1
+    assert by_batch_size["p_invariance"] < 1e-6 and by_ratio["p_invariance"] > 0.01
+    assert by_ratio["seed_sd"] == pytest.approx(0.002, rel=0.3)
+    assert np.isnan(
+        iso_ratio(default_grid_runs(lambda b, lr: -b, noise=0.1), ["final_test_acc"]).iloc[0]["p_invariance"]
+    )
+
+
 def test_paper_tables_state_the_primary_analysis_the_prediction_and_both_sign_counts():
     analysis = analyse(synthetic_runs(), ["final_test_acc", "gap"], ["pearson"], resamples=100)
     markdown, latex = paper_tables(analysis, 0.05)

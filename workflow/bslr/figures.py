@@ -887,9 +887,12 @@ def iso_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]
         if len(row) and np.isfinite(row["eta_squared"].iloc[0]):
             first = row.iloc[0]
             note = (
-                f"η² = {NUMBERS.number(first['eta_squared'])}, within-set SD {NUMBERS.number(first['within_sd'])}, "
+                f"η² = {NUMBERS.number(first['eta_squared'])} (chance {NUMBERS.number(first['eta_squared_chance'])}, "
+                f"p = {NUMBERS.p(first['p_permutation'])}), within-set SD {NUMBERS.number(first['within_sd'])}, "
                 f"{int(first['ratio_sets'])} sets of {int(first['cells'])} cells"
             )
+            if np.isfinite(first["p_invariance"]):
+                note += f"; equal to seed noise? p = {NUMBERS.p(first['p_invariance'])}"
         panel_title(axes, index, scenario_title(model, dataset, settings), note)
         sources.append(shared)
     # the last column's panels that hold a scenario (an odd count leaves the last row's second one removed)

@@ -750,19 +750,45 @@ def granulated_kendall(runs: pd.DataFrame, outcomes: Sequence[str], diverged: st
     return pd.DataFrame(rows, columns=SCENARIO + ["outcome", "psi_batch_size", "psi_learning_rate", "psi"])
 
 
-def iso_ratio(runs: pd.DataFrame, outcomes: Sequence[str], diverged: str = "exclude") -> pd.DataFrame:
+ISO_RATIO_COLUMNS = SCENARIO + ["outcome", "ratio_sets", "cells", "within_sd", "between_sd", "eta_squared"]
+ISO_RATIO_COLUMNS += ["eta_squared_chance", "p_permutation", "seed_sd", "invariance_f", "p_invariance"]
+
+
+def eta_squared(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Share of the variance of `values` (..., cells) between the sets given by integer `labels` (cells)."""
+    counts = np.bincount(labels)
+    means = np.stack([np.bincount(labels, weights=row) for row in values.reshape(-1, values.shape[-1])])
+    means = means.reshape(*values.shape[:-1], len(counts)) / counts
+    within = ((values - means[..., labels]) ** 2).sum(axis=-1)
+    total = ((values - values.mean(axis=-1, keepdims=True)) ** 2).sum(axis=-1)
+    return 1 - within / total
+
+
+def iso_ratio(
+    runs: pd.DataFrame, outcomes: Sequence[str], diverged: str = "exclude", permutations: int = 9999, seed: int = 0
+) -> pd.DataFrame:
     """How much the outcome varies among grid cells sharing one ratio, against across those sets.
 
     Cells (seed means) are grouped by their exact ratio (to 9 significant digits); a set needs two or
     more distinct (batch size, learning rate) cells: replicate seeds of one cell are not an iso-ratio set.
     `within_sd` is the pooled standard deviation of the cell means inside the sets, `between_sd` that of
-    the set means, `eta_squared` the share of the cell means' variance the ratio set explains (near 1:
-    equal ratios give equal results), and `seed_sd` the pooled standard deviation between seeds of one
-    cell (NaN with one seed): the noise floor `within_sd` should be read against.
+    the set means, `eta_squared` the share of the cell means' variance the ratio set explains.
+
+    eta squared is large by chance on a small grid: with N cells in k sets its mean under random
+    assignment is (k - 1) / (N - 1) (`eta_squared_chance`: 0.33 for 13 cells in 5 sets), and any outcome
+    that varies smoothly over the grid (with batch size alone, say) gives a large one too. So it comes
+    with `p_permutation`, the Monte Carlo permutation p of eta squared (cell values shuffled across the
+    cells of the sets, (b + 1) / (R + 1), one-sided: large eta squared), which says the sets differ, not
+    that only the ratio matters. The invariance itself needs seeds: if equal ratios give equal results,
+    cells of one set differ only by seed noise, so the within-set variance of the cell means is the seeds'
+    variance over the seeds per cell. `seed_sd` is the pooled standard deviation between seeds of one
+    cell, `invariance_f` that ratio of variances and `p_invariance` its F test (small: cells sharing a
+    ratio differ by more than their seeds do); all NaN with one seed.
     """
     cells = cell_table(runs, outcomes, diverged)
     runs = with_diverged(runs)
     runs = runs if diverged == "include" else runs.merge(cells[CELL], on=CELL)
+    rng = np.random.default_rng(seed)
     rows = []
     for (experiment, model, dataset), scenario in cells.groupby(SCENARIO, sort=True):
         key = scenario["ratio"].map(lambda value: float(f"{value:.9g}"))
@@ -773,25 +799,48 @@ def iso_ratio(runs: pd.DataFrame, outcomes: Sequence[str], diverged: str = "excl
             shared = values[(sizes >= 2) & np.isfinite(values)]
             sets = shared.groupby(key[shared.index])
             seed_sd = pooled_seed_sd(scenario_runs, outcome)
+            summary = [experiment, model, dataset, outcome, sets.ngroups, len(shared)]
             if sets.ngroups < 2:
-                rows.append(
-                    [experiment, model, dataset, outcome, sets.ngroups, len(shared), np.nan, np.nan, np.nan, seed_sd]
-                )
+                rows.append(summary + [np.nan] * 5 + [seed_sd, np.nan, np.nan])
                 continue
+            labels = pd.factorize(key[shared.index])[0]
             within = ((shared - sets.transform("mean")) ** 2).sum()
-            total = ((shared - shared.mean()) ** 2).sum()
-            within_sd = float(np.sqrt(within / max(len(shared) - sets.ngroups, 1)))
+            degrees = max(len(shared) - sets.ngroups, 1)
+            within_sd = float(np.sqrt(within / degrees))
             between_sd = float(sets.mean().std(ddof=1))
+            chance = (sets.ngroups - 1) / (len(shared) - 1)
             constant = np.ptp(shared) <= 1e-12 * max(1.0, float(np.abs(shared).max()))
-            eta_squared = np.nan if constant else float(1 - within / total)
-            rows.append(
-                [experiment, model, dataset, outcome, sets.ngroups, len(shared), within_sd, between_sd, eta_squared]
-                + [seed_sd]
+            observed, p_permutation = np.nan, np.nan
+            if not constant:
+                observed = float(eta_squared(shared.to_numpy(), labels))
+                shuffled = rng.permuted(np.tile(shared.to_numpy(), (permutations, 1)), axis=1)
+                exceed = int((eta_squared(shuffled, labels) >= observed - 1e-12).sum())
+                p_permutation = (exceed + 1) / (permutations + 1)
+            invariance_f, p_invariance = seed_noise_test(
+                scenario_runs, outcome, scenario.loc[shared.index], float(within), degrees
             )
-    return pd.DataFrame(
-        rows,
-        columns=SCENARIO + ["outcome", "ratio_sets", "cells", "within_sd", "between_sd", "eta_squared", "seed_sd"],
-    )
+            rows.append(
+                summary + [within_sd, between_sd, observed, chance, p_permutation, seed_sd, invariance_f, p_invariance]
+            )
+    return pd.DataFrame(rows, columns=ISO_RATIO_COLUMNS)
+
+
+def seed_noise_test(runs: pd.DataFrame, outcome: str, cells: pd.DataFrame, within: float, degrees: int):
+    """(F, p) of the within-set variance of the cell means, `within` / `degrees`, against what seed noise
+    alone gives them: the pooled between-seed variance (all cells of the scenario) times the mean of
+    1 / seeds over `cells`. NaN without replicate seeds."""
+    values = runs[outcome].astype(float)
+    finite = runs[np.isfinite(values)]
+    by_cell = finite.groupby(CELL)[outcome]
+    seed_degrees = int((by_cell.size() - 1).clip(lower=0).sum())
+    if seed_degrees == 0:
+        return np.nan, np.nan
+    seed_variance = float(((finite[outcome] - by_cell.transform("mean")) ** 2).sum() / seed_degrees)
+    seeds = by_cell.size().reindex(pd.MultiIndex.from_frame(cells[CELL])).to_numpy(dtype=float)
+    if seed_variance == 0 or not np.isfinite(seeds).all():
+        return np.nan, np.nan
+    statistic = (within / degrees) / (seed_variance * float(np.mean(1 / seeds)))
+    return float(statistic), float(scipy_stats.f.sf(statistic, degrees, seed_degrees))
 
 
 def pooled_seed_sd(runs: pd.DataFrame, outcome: str) -> float:
@@ -853,7 +902,7 @@ def analyse(
     return Analysis(
         correlations=table,
         granulated_kendall=granulated_kendall(runs, outcomes, diverged),
-        iso_ratio=iso_ratio(runs, outcomes, diverged),
+        iso_ratio=iso_ratio(runs, outcomes, diverged, permutations, seed),
         regression=ratio_regressions(cells, outcomes, primary),
         stratified=stratified_tests(cells, outcomes, primary, permutations, seed),
         divergence=divergence_cells(runs),
