@@ -525,3 +525,42 @@ def test_large_tied_kendall_groups_are_not_reported_below_the_monte_carlo_resolu
     assert scipy_stats.kendalltau(x, -x).pvalue < 1e-20  # the normal approximation resolves nothing like it
     assert test.p_value == pytest.approx(2 / (RANK_PERMUTATIONS + 1)) and test.p_min == test.p_value
     assert test.p_method.startswith("normal approximation (not reported below")
+
+
+# --- the headline read with train accuracy and the gap -----------------------------------------------------------
+
+
+def trained_runs(test_accuracy, train_accuracy, noise: float = 0.003) -> pd.DataFrame:
+    """The default grid with given test and train accuracy per cell; gap = train - test, as aggregate
+    computes it."""
+    runs = default_grid_runs(test_accuracy, noise=noise, rng_seed=1)
+    train = runs.apply(lambda row: train_accuracy(row["batch_size"], row["lr"]), axis=1)
+    train += np.random.default_rng(2).normal(0, noise, len(runs))
+    return runs.assign(final_train_acc=train, gap=train - runs["final_test_acc"])
+
+
+def test_headline_names_a_ratio_effect_that_is_one_of_how_far_runs_trained(tmp_path):
+    """Known truths: test accuracy falls with the ratio in both; in one, train accuracy falls as steeply
+    (the gap falls: how far the runs trained), in the other train accuracy is flat and the gap rises (the
+    paper's prediction). The beside rows equal scipy's rho over the cell means, and the closing summary
+    (bslr summary) prints the reading."""
+    from bslr.status import summary
+
+    falling = lambda b, lr: 0.9 - 0.05 * np.log2(b / lr)  # noqa: E731
+    cases = {
+        "how far the runs trained": trained_runs(falling, lambda b, lr: 1.02 - 0.06 * np.log2(b / lr)),
+        "as the paper predicts": trained_runs(falling, lambda b, lr: 1.0 + 0 * b),
+    }
+    for expected, runs in cases.items():
+        analysis = analyse(runs, ["final_test_acc"], ["spearman"], resamples=100)
+        headline = analysis.headline
+        primary = headline[(headline["analysis"] == "ratio") & (headline["diverged_policy"] == "exclude")].iloc[0]
+        assert primary["reading"].startswith(expected)
+        for outcome in ("final_train_acc", "gap"):
+            row = headline[(headline["analysis"] == "beside") & (headline["outcome"] == outcome)].iloc[0]
+            assert row["statistic"] == pytest.approx(scipy_stats.spearmanr(runs["ratio"], runs[outcome]).statistic)
+        markdown, _ = paper_tables(analysis, 0.05)
+        assert f"Reading: {expected}" in markdown and "final_train_acc, exclude (beside the primary)" in markdown
+        headline.to_csv(tmp_path / "headline.csv", index=False)
+        printed = summary(tmp_path / "none.parquet", tmp_path / "headline.csv", "exclude", "f", "t")
+        assert f"    reading: {expected}" in printed and "beside it, against the ratio: final_train_acc" in printed

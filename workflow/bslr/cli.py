@@ -157,6 +157,7 @@ def cmd_stats(args: argparse.Namespace) -> None:
         args.bootstrap_resamples,
         args.seed,
         args.permutations,
+        args.alpha,
     )
     outputs = stats_outputs(args.output)
     write_csv(analysis.correlations, outputs["csv"])

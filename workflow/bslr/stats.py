@@ -683,20 +683,78 @@ def divergence_cells(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 HEADLINE_COLUMNS = SCENARIO + ["analysis", "diverged_policy", "x", "outcome", "method", "n", "statistic"]
-HEADLINE_COLUMNS += ["ci_low", "ci_high", "p_value", "p_holm", "runs", "diverged_runs"]
+HEADLINE_COLUMNS += ["ci_low", "ci_high", "p_value", "p_holm", "runs", "diverged_runs", "reading"]
+# Beside the primary outcome, the headline shows what else moved with the ratio: a fall of test accuracy
+# that train accuracy matches, with no rise of the gap, is one of how far the runs trained (a large ratio
+# takes fewer steps under equal epochs), not of generalization.
+BESIDE_PRIMARY = ("final_train_acc", "gap")
+READINGS = {
+    "predicted": "as the paper predicts: {primary} worsens with the ratio and the gap rises with it",
+    "trained_further": (
+        "how far the runs trained: {primary} worsens with the ratio, train accuracy falls with it too and the gap "
+        "does not rise; compare budgets (config/protocols.yaml) before reading it as generalization"
+    ),
+    "gap_flat": "{primary} worsens with the ratio; neither train accuracy nor the gap moves significantly with it",
+    "opposite": "against the paper: {primary} improves with the ratio",
+    "none": "no significant effect of the ratio on {primary}",
+}
+
+
+def reading(primary: Primary, tests: dict[str, CorrelationTest], p_holm: float, alpha: float) -> str:
+    """What the primary ratio test says, read with train accuracy and the gap (`tests` by outcome, raw p):
+    one of READINGS, as text. Empty where the primary outcome is not a test-set accuracy or loss, or a test
+    is missing."""
+    test = tests.get(primary.outcome)
+    if primary.outcome not in ("final_test_acc", "best_test_acc", "final_test_loss") or test is None:
+        return ""
+    if not np.isfinite(p_holm) or not np.isfinite(test.statistic):
+        return ""
+    toward = np.sign(test.statistic) * OUTCOME_DIRECTION[primary.outcome]  # -1: worse with the ratio
+    if p_holm >= alpha:
+        key = "none"
+    elif toward > 0:
+        key = "opposite"
+    else:
+        train, gap = tests["final_train_acc"], tests["gap"]
+        gap_rises = gap.p_value < alpha and gap.statistic > 0
+        train_falls = train.p_value < alpha and train.statistic < 0
+        key = "predicted" if gap_rises else ("trained_further" if train_falls else "gap_flat")
+    return READINGS[key].format(primary=primary.outcome)
 
 
 def headline(
-    runs: pd.DataFrame, table: pd.DataFrame, primary: Primary, policy: str, resamples: int, seed: int
+    runs: pd.DataFrame,
+    table: pd.DataFrame,
+    primary: Primary,
+    policy: str,
+    resamples: int,
+    seed: int,
+    alpha: float = 0.05,
 ) -> pd.DataFrame:
     """Per scenario: the primary ratio test under both divergence policies (Holm from `table` for the
-    configured one), and the divergence rate against the ratio, so divergence is reported, not only
-    filtered. Rows: analysis `ratio` (policy exclude, include) and `divergence`."""
+    configured one), train accuracy and the gap against the ratio beside it (configured policy, raw p), the
+    reading of the three together (READINGS, on the configured policy's row), and the divergence rate
+    against the ratio, so divergence is reported, not only filtered. Rows: analysis `ratio` (policy
+    exclude, include), `beside` (one per BESIDE_PRIMARY outcome) and `divergence`."""
     divergence = divergence_cells(runs)
+    beside = [outcome for outcome in BESIDE_PRIMARY if outcome != primary.outcome and outcome in runs]
     tables = {name: cell_table(runs, [primary.outcome], name) for name in POLICIES}
+    beside_cells = cell_table(runs, beside, policy) if beside else None
     rows = []
     for scenario, cells in divergence.groupby(SCENARIO, sort=True):
         counts = [int(cells["runs"].sum()), int(cells["diverged"].sum())]
+        tests: dict[str, CorrelationTest] = {}
+        beside_rows = []
+        for outcome in beside:
+            members = beside_cells[in_scenario(beside_cells, scenario)]
+            tests[outcome] = test = correlation_test(members["ratio"], members[outcome], primary.method, seed)
+            interval = bootstrap_interval(
+                members["ratio"].to_numpy(), members[outcome].to_numpy(), primary.method, resamples, seed
+            )
+            beside_rows.append(
+                [*scenario, "beside", policy, "ratio", outcome, primary.method, test.n, test.statistic]
+                + [*interval, test.p_value, np.nan, *counts, ""]
+            )
         for name in POLICIES:
             members = tables[name]
             members = members[in_scenario(members, scenario)]
@@ -704,7 +762,7 @@ def headline(
             interval = bootstrap_interval(
                 members["ratio"].to_numpy(), members[primary.outcome].to_numpy(), primary.method, resamples, seed
             )
-            p_holm = np.nan
+            p_holm, text = np.nan, ""
             if name == policy:
                 chosen = table[
                     in_scenario(table, scenario)
@@ -713,17 +771,19 @@ def headline(
                     & (table["outcome"] == primary.outcome)
                 ]
                 p_holm = float(chosen["p_holm"].iloc[0]) if len(chosen) else np.nan
+                text = reading(primary, tests | {primary.outcome: test}, p_holm, alpha) if len(beside) == 2 else ""
             rows.append(
                 [*scenario, "ratio", name, "ratio", primary.outcome, primary.method, test.n, test.statistic]
-                + [*interval, test.p_value, p_holm, *counts]
+                + [*interval, test.p_value, p_holm, *counts, text]
             )
+        rows += beside_rows
         test = correlation_test(cells["ratio"], cells["rate"], primary.method, seed)
         interval = bootstrap_interval(
             cells["ratio"].to_numpy(), cells["rate"].to_numpy(), primary.method, resamples, seed
         )
         rows.append(
             [*scenario, "divergence", "all runs", "ratio", "diverged_rate", primary.method, test.n, test.statistic]
-            + [*interval, test.p_value, np.nan, *counts]
+            + [*interval, test.p_value, np.nan, *counts, ""]
         )
     return pd.DataFrame(rows, columns=HEADLINE_COLUMNS)
 
@@ -883,6 +943,7 @@ def analyse(
     resamples: int = 1000,
     seed: int = 0,
     permutations: int = 9999,
+    alpha: float = 0.05,
 ) -> Analysis:
     """All statistics of a runs table. The primary method and outcome are tested whatever `methods` and
     `outcomes` list."""
@@ -906,7 +967,7 @@ def analyse(
         regression=ratio_regressions(cells, outcomes, primary),
         stratified=stratified_tests(cells, outcomes, primary, permutations, seed),
         divergence=divergence_cells(runs),
-        headline=headline(runs, table, primary, diverged, resamples, seed),
+        headline=headline(runs, table, primary, diverged, resamples, seed, alpha),
         primary=primary,
         policy=diverged,
         runs=runs,

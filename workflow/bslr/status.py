@@ -201,5 +201,18 @@ def summary(runs_table: Path, headline_table: Path, policy: str, figures: str, t
                 f"  {row.experiment} / {row.dataset} / {row.model}: {row.statistic:.3f}{interval}, "
                 f"n = {row.n} cells, p = {row.p_value:.2g}, Holm p = {row.p_holm:.2g}"
             )
+            beside = headline[
+                (headline["analysis"] == "beside")
+                & (headline["experiment"] == row.experiment)
+                & (headline["model"] == row.model)
+                & (headline["dataset"] == row.dataset)
+            ]
+            if len(beside):
+                moved = ", ".join(
+                    f"{other.outcome} {other.statistic:.3f} (p = {other.p_value:.2g})" for other in beside.itertuples()
+                )
+                lines.append(f"    beside it, against the ratio: {moved}")
+            if isinstance(getattr(row, "reading", ""), str) and getattr(row, "reading", ""):
+                lines.append(f"    reading: {row.reading}")
     lines.append(f"figures in {figures}, tables in {tables}; report: snakemake --report results/report.zip")
     return "\n".join(lines)

@@ -314,12 +314,16 @@ def headline_table(analysis: Analysis, experiment: str, style: Style) -> list[st
     primary = analysis.primary
     rows = []
     part = analysis.headline[analysis.headline["experiment"] == experiment]
-    for _, row in part[part["analysis"] == "ratio"].iterrows():
-        label = "primary" if row["diverged_policy"] == analysis.policy else "sensitivity"
+    for _, row in part[part["analysis"].isin(["ratio", "beside"])].iterrows():
+        if row["analysis"] == "ratio":
+            label = "primary" if row["diverged_policy"] == analysis.policy else "sensitivity"
+            what = f"{row['outcome']}, {row['diverged_policy']} ({label})"
+        else:
+            what = f"{row['outcome']}, {row['diverged_policy']} (beside the primary)"
         rows.append(
             [
                 style.text(_scenario_label(tuple(row[SCENARIO]))),
-                style.text(f"{row['diverged_policy']} ({label})"),
+                style.text(what),
                 str(row["n"]),
                 style.number(row["statistic"]),
                 style.interval(row["ci_low"], row["ci_high"]),
@@ -329,13 +333,24 @@ def headline_table(analysis: Analysis, experiment: str, style: Style) -> list[st
         )
     caption = style.text(
         f"Headline: {METHOD_NAMES[primary.method]} of {primary.outcome} against the ratio, under both "
-        f"divergence policies; n counts cells; 95% BCa bootstrap interval over cells (none below "
-        f"{MIN_INTERVAL_N} cells); Holm over the ratio tests of the experiment's scenarios (the confirmatory "
-        f"family), for the configured policy only."
+        f"divergence policies, and beside it train accuracy and the gap (what else moved with the ratio); n "
+        f"counts cells; 95% BCa bootstrap interval over cells (none below {MIN_INTERVAL_N} cells); Holm over "
+        f"the ratio tests of the experiment's scenarios (the confirmatory family), for the configured policy "
+        f"only."
     )
-    header = [style.text(name) for name in ("scenario", "diverged runs", "n")] + [style.symbol(primary.method)]
+    header = [style.text(name) for name in ("scenario", "outcome, diverged runs", "n")] + [style.symbol(primary.method)]
     header += [style.text(name) for name in ("95% CI", "p", "p (Holm)")]
     return style.table(caption, header, rows, left=2)
+
+
+def headline_reading(analysis: Analysis, scenario: tuple[str, str, str]) -> str:
+    """The reading of the scenario's headline (bslr.stats.READINGS), or empty."""
+    part = analysis.headline
+    rows = part[
+        in_scenario(part, scenario) & (part["analysis"] == "ratio") & (part["diverged_policy"] == analysis.policy)
+    ]
+    text = rows["reading"].iloc[0] if len(rows) else ""
+    return f"Reading: {text}." if isinstance(text, str) and text else ""
 
 
 def divergence_table(analysis: Analysis, experiment: str, style: Style) -> list[str]:
@@ -602,7 +617,13 @@ def render(analysis: Analysis, alpha: float, style: Style) -> str:
         for scenario, part in primary_rows.groupby(SCENARIO, sort=True):
             summary = significance_summary(part, alpha)
             note = diverged_note(analysis.runs, scenario, analysis.policy)
-            lines += style.paragraph(style.text(f"{_scenario_label(scenario)}: {summary}. {note}"))
+            reading = headline_reading(analysis, scenario)
+            text = (
+                f"{_scenario_label(scenario)}: {summary}. {reading} {note}"
+                if reading
+                else f"{_scenario_label(scenario)}: {summary}. {note}"
+            )
+            lines += style.paragraph(style.text(text))
         lines += headline_table(analysis, experiment, style)
         lines += divergence_table(analysis, experiment, style)
         lines += regression_table(analysis, experiment, style)
