@@ -564,3 +564,25 @@ def test_headline_names_a_ratio_effect_that_is_one_of_how_far_runs_trained(tmp_p
         headline.to_csv(tmp_path / "headline.csv", index=False)
         printed = summary(tmp_path / "none.parquet", tmp_path / "headline.csv", "exclude", "f", "t")
         assert f"    reading: {expected}" in printed and "beside it, against the ratio: final_train_acc" in printed
+
+
+def test_include_summarizes_a_cell_by_its_seeds_median_so_one_diverged_seed_is_not_a_dead_cell():
+    """Five seeds per cell; in one cell one seed diverged, in another all five. Under include the first
+    keeps a finite value, the median of its four finite accuracies and the diverged run's worst value
+    (here the second smallest accuracy), so Pearson and the regression use it; only the dead cell is
+    infinite. Under exclude both cells are dropped."""
+    from bslr.stats import cell_table
+
+    runs = default_grid_runs(lambda b, lr: 0.9 - 0.05 * np.log2(b / lr), seeds=range(5), noise=0.01)
+    one = (runs["batch_size"] == 64) & (runs["lr"] == 0.12)
+    dead = (runs["batch_size"] == 16) & (runs["lr"] == 0.2)
+    diverged = (one & (runs["seed"] == 3)) | dead
+    runs = runs.assign(diverged=diverged, final_test_acc=runs["final_test_acc"].mask(diverged))
+    included = cell_table(runs, ["final_test_acc"], "include").set_index(["batch_size", "lr"])["final_test_acc"]
+    survivors = np.sort(runs.loc[one & ~diverged, "final_test_acc"].to_numpy())
+    assert included[(64, 0.12)] == survivors[1]  # the median of (-inf, four values): the second smallest
+    assert included[(16, 0.2)] == -np.inf and np.isfinite(included.drop((16, 0.2))).all()
+    include = correlations(runs, ["final_test_acc"], ["pearson"], "include")
+    exclude = correlations(runs, ["final_test_acc"], ["pearson"], "exclude")
+    ratio_include, ratio_exclude = (table[table["group"] == "ratio"].iloc[0] for table in (include, exclude))
+    assert (ratio_include["n"], ratio_include["n_dropped"], ratio_exclude["n"]) == (24, 1, 23)

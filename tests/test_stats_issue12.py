@@ -182,7 +182,10 @@ def test_5_p_values_at_the_papers_scale_never_print_as_zero(tmp_path):
     headline = [line for line in markdown.splitlines() if line.startswith("| mlp on d | final_test_acc, exclude")]
     # the primary's p at the Monte Carlo floor 2 / (10^5 + 1), not below; its Holm family is this one scenario
     assert headline[0].split(" | ")[-2:] == ["2.0e−5", "2.0e−5 |"]
-    assert "mlp on d & final\\_test\\_acc, exclude (primary) & 400" in latex and "$2.0\\times10^{-5}$ & $2.0\\times10^{-5}$" in latex
+    assert (
+        "mlp on d & final\\_test\\_acc, exclude (primary) & 400" in latex
+        and "$2.0\\times10^{-5}$ & $2.0\\times10^{-5}$" in latex
+    )
 
 
 # 6 ------------------------------------------------------------------------------------------------------------

@@ -183,12 +183,15 @@ def check_policy(policy: str) -> None:
 
 
 def cell_table(runs: pd.DataFrame, outcomes: Sequence[str], policy: str) -> pd.DataFrame:
-    """One row per grid cell: the seed mean of each outcome, its number of runs and of diverged runs.
+    """One row per grid cell: the seed summary of each outcome, its number of runs and of diverged runs.
 
     exclude: a cell in which any seed diverged is dropped whole, so that no cell mean rests on the seeds
-    that happened to survive. include: every run counts; a diverged run's non-finite outcome (a NaN loss)
-    becomes the worst possible value (-inf for accuracies, +inf for the gap and losses), which the rank
-    methods order last and Pearson and the regression must drop (counted in their `n_dropped`).
+    that happened to survive; the summary is the seed mean. include: every run counts; a diverged run's
+    non-finite outcome (a NaN loss) becomes the worst possible value (-inf for accuracies, +inf for the gap
+    and losses) and the summary is the seed median, so that one diverged seed of five moves the cell's
+    value down the order instead of making it infinite: only a cell where at least half the seeds diverged
+    is infinite, which the rank methods order last and Pearson and the regression must drop (counted in
+    their `n_dropped`). With one seed both summaries are the run's value.
     """
     check_policy(policy)
     missing = sorted(set(outcomes) - set(runs.columns))
@@ -203,7 +206,8 @@ def cell_table(runs: pd.DataFrame, outcomes: Sequence[str], policy: str) -> pd.D
             worst = -np.inf if OUTCOME_DIRECTION.get(outcome, 1) > 0 else np.inf
             values[outcome] = values[outcome].mask(runs["diverged"] & ~np.isfinite(values[outcome]), worst)
     keys = [runs[key] for key in CELL]
-    means = values.groupby(keys, sort=True).mean()
+    grouped = values.groupby(keys, sort=True)
+    means = grouped.median() if policy == "include" else grouped.mean()
     means = means.mask(values.isna().groupby(keys, sort=True).any())  # a NaN seed makes the mean unknown
     counts = runs.groupby(CELL, sort=True)["diverged"].agg(runs="size", diverged="sum")
     cells = counts.join(means).reset_index()
