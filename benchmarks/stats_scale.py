@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = [("resnet110", "cifar10", 0.93), ("resnet110", "cifar100", 0.72), ("vgg19", "cifar10", 0.92)]
 SCENARIOS.append(("vgg19", "cifar100", 0.70))
 P_COLUMNS = {"correlations": ["p_value", "p_holm", "p_bh"], "headline": ["p_value", "p_holm"]}
-P_COLUMNS |= {"regression": ["p_batch_size", "p_lr", "p_ratio_only"], "stratified": ["p_value"]}
+P_COLUMNS |= {"regression": ["p_batch_size", "p_lr", "p_beyond_ratio"], "stratified": ["p_value"]}
 
 
 def synthetic_runs(grid: int, seed: int = 0) -> pd.DataFrame:
