@@ -612,3 +612,30 @@ def test_include_summarizes_a_cell_by_its_seeds_median_so_one_diverged_seed_is_n
     exclude = correlations(runs, ["final_test_acc"], ["pearson"], "exclude")
     ratio_include, ratio_exclude = (table[table["group"] == "ratio"].iloc[0] for table in (include, exclude))
     assert (ratio_include["n"], ratio_include["n_dropped"], ratio_exclude["n"]) == (24, 1, 23)
+
+
+def test_ratio_intervals_say_what_they_resample_and_are_conservative_for_a_fixed_grid():
+    """The ratio rows' BCa interval resamples cells as if they were a random sample of settings, and
+    `ci_method` says so. For repeats of one fixed grid (simulated: the default grid, accuracy linear in log
+    ratio, 60 noise draws) it is conservative, as the README states: it covers the median estimate more
+    than 95% of the time and is wider than the estimate's own spread."""
+    from bslr.stats import CELL_BOOTSTRAP, bootstrap_interval
+
+    table = analyse(synthetic_runs(), ["final_test_acc"], ["spearman"], resamples=100).correlations
+    assert set(table.loc[table["group"] == "ratio", "ci_method"]) == {CELL_BOOTSTRAP}
+    assert "random sample of settings" in CELL_BOOTSTRAP and "conservative" in CELL_BOOTSTRAP
+    rng = np.random.default_rng(0)
+    runs = [
+        default_grid_runs(lambda b, lr: 0.9 - 0.02 * np.log2(b / lr), noise=0.01, rng_seed=draw)
+        for draw in rng.integers(0, 2**31, 60)
+    ]
+    estimates = np.array([scipy_stats.spearmanr(run["ratio"], run["final_test_acc"]).statistic for run in runs])
+    intervals = np.array(
+        [
+            bootstrap_interval(run["ratio"], run["final_test_acc"], "spearman", 400, draw)
+            for draw, run in enumerate(runs)
+        ]
+    )
+    centre = np.median(estimates)
+    assert np.mean((intervals[:, 0] <= centre) & (centre <= intervals[:, 1])) >= 0.95
+    assert np.mean(intervals[:, 1] - intervals[:, 0]) > 1.2 * 2 * 1.96 * estimates.std()

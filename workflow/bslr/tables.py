@@ -334,7 +334,8 @@ def headline_table(analysis: Analysis, experiment: str, style: Style) -> list[st
     caption = style.text(
         f"Headline: {METHOD_NAMES[primary.method]} of {primary.outcome} against the ratio, under both "
         f"divergence policies, and beside it train accuracy and the gap (what else moved with the ratio); n "
-        f"counts cells; 95% BCa bootstrap interval over cells (none below {MIN_INTERVAL_N} cells); Holm over "
+        f"counts cells; 95% BCa bootstrap interval over cells, which resamples the cells as a random sample of "
+        f"settings (conservative for repeats of this fixed grid; none below {MIN_INTERVAL_N} cells); Holm over "
         f"the ratio tests of the experiment's scenarios (the confirmatory family), for the configured policy "
         f"only."
     )
