@@ -886,13 +886,13 @@ def iso_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]
         note = ""
         if len(row) and np.isfinite(row["eta_squared"].iloc[0]):
             first = row.iloc[0]
-            note = (
-                f"η² = {NUMBERS.number(first['eta_squared'])} (chance {NUMBERS.number(first['eta_squared_chance'])}, "
-                f"p = {NUMBERS.p(first['p_permutation'])}), within-set SD {NUMBERS.number(first['within_sd'])}, "
-                f"{int(first['ratio_sets'])} sets of {int(first['cells'])} cells"
-            )
+            # eta squared against its chance value; with seeds, the within-set spread against seed noise
+            eta, chance = (NUMBERS.number(first[name], 2) for name in ("eta_squared", "eta_squared_chance"))
+            note = f"η² = {eta} (chance {chance}, p = {NUMBERS.p(first['p_permutation'])}), "
             if np.isfinite(first["p_invariance"]):
-                note += f"; equal to seed noise? p = {NUMBERS.p(first['p_invariance'])}"
+                note += f"within sets vs seeds p = {NUMBERS.p(first['p_invariance'])}"
+            else:
+                note += f"{int(first['ratio_sets'])} sets of {int(first['cells'])} cells"
         panel_title(axes, index, scenario_title(model, dataset, settings), note)
         sources.append(shared)
     # the last column's panels that hold a scenario (an odd count leaves the last row's second one removed)
