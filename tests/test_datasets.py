@@ -161,16 +161,86 @@ def test_every_model_trains_one_epoch_as_its_job_runs_and_the_workflow_aggregate
     assert (runs["epochs"] == 1).all() and runs["final_test_acc"].between(0, 1).all()
 
 
-def test_missing_cifar_stops_the_job_with_the_message_not_a_traceback(tmp_path):
+def test_missing_cifar_is_refused_before_any_job_and_named_by_the_dry_run_and_validate(tmp_path, capsys):
+    """Without its files (and data.download false) a built-in data set would fail every job, and on the
+    SLURM profile each would be resubmitted: a real run stops before the first job with the job's own
+    message; a dry run (which plans without data) and `bslr validate` say the same as a warning. A job
+    started anyway (files removed after planning) still ends in that one line, not a traceback."""
     config = {
         "experiments": {"paper": {"models": ["alexnet"], "datasets": ["cifar10"], **ONE_POINT}},
         "data": {"root": str(tmp_path / "nowhere")},
         "training": {"device": "cpu"},
     }
-    result = snakemake(tmp_path, write_config(tmp_path, config), "--cores", "1", check=False)
-    assert result.returncode != 0
-    log = (tmp_path / "logs/train/paper/cifar10/alexnet/bs20_lr0.01_seed0.log").read_text()
-    assert "bslr train: error: data set cifar10 not found or corrupt under" in log
-    assert "cifar-10-batches-py/" in log and "data.download: true" in log
-    assert "Traceback" not in log
-    assert not (tmp_path / "results/runs").exists()
+    config_path = write_config(tmp_path, config)
+    result = snakemake(tmp_path, config_path, "--cores", "1", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"bslr: data set cifar10 not found or corrupt under {tmp_path / 'nowhere'}" in result.stderr
+    assert "missing: cifar-10-batches-py/data_batch_1" in result.stderr and "data.download: true" in result.stderr
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "results").exists()  # no job started
+    dry = snakemake(tmp_path, config_path, "-n")
+    assert "bslr: warning: data set cifar10 not found or corrupt under" in dry.stderr
+    assert main(["validate", str(config_path)]) == 0
+    assert "warning: data set cifar10 not found or corrupt" in capsys.readouterr().out
+
+    write_cifar(tmp_path / "nowhere", classes=10)  # in place: nothing is refused
+    assert Plan(validate_config(config)).missing_data() == []
+    (tmp_path / "nowhere/cifar-10-batches-py/test_batch").unlink()
+    plan = Plan(validate_config(config))
+    (rule,) = plan.train_rules()
+    execution = tmp_path / rule.execution
+    assert (
+        main(
+            ["execution-options", "--options", plan.execution_options_json(rule.experiment), "--output", str(execution)]
+        )
+        == 0
+    )
+    code = main(
+        [
+            "train",
+            "--protocol",
+            rule.protocol,
+            "--output",
+            str(tmp_path / plan.runs[0].path),
+            "--execution",
+            str(execution),
+        ]
+    )
+    error = capsys.readouterr().err
+    assert code == 1 and error.startswith("bslr train: error: data set cifar10 not found or corrupt under")
+    assert "Traceback" not in error and len(error.strip().splitlines()) == 1
+
+
+def test_cuda_asked_where_no_gpu_is_visible_ends_the_job_in_one_line(tmp_path, capsys, mnist1d_root):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: training.device cuda is valid here")
+    config = {
+        "experiments": {"tiny": {"models": ["mlp"], "datasets": ["mnist1d"], **ONE_POINT}},
+        "data": {"root": str(mnist1d_root)},
+        "training": {"device": "cuda"},
+    }
+    plan = Plan(validate_config(config))
+    (rule,) = plan.train_rules()
+    execution = tmp_path / "execution.json"
+    assert (
+        main(
+            ["execution-options", "--options", plan.execution_options_json(rule.experiment), "--output", str(execution)]
+        )
+        == 0
+    )
+    code = main(
+        [
+            "train",
+            "--protocol",
+            rule.protocol,
+            "--output",
+            str(tmp_path / plan.runs[0].path),
+            "--execution",
+            str(execution),
+        ]
+    )
+    error = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in error
+    assert error.strip() == (
+        "bslr train: error: training.device is 'cuda' but no CUDA device is visible to this job; set "
+        "training.device: auto (or cpu), or run the job where a GPU is (on SLURM: training.gpus)"
+    )

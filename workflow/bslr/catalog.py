@@ -10,6 +10,7 @@ never pays for importing torch or matplotlib.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 # Factory kinds of a model or data set entry: `bslr:NAME` (built in), `module:callable` or
@@ -56,6 +57,8 @@ class DatasetSpec:
     std: tuple[float, ...] = ()
     generated_file: str | None = None  # relative to data.root, made by a workflow rule
     expected: str = ""  # where the files go under data.root, for error messages
+    # what torchvision reads under data.root, checked before any job starts (without data.download)
+    required: tuple[str, ...] = ()
     format: str = "builtin"  # or a user's: `npz`, `imagefolder`, `factory`
     path: str | None = None  # a user's npz file or image folder
     image_size: int | None = None  # imagefolder: images resized and centre-cropped to this square
@@ -95,6 +98,15 @@ class DatasetSpec:
         return cls(name=name, **fields)
 
 
+def missing_data_message(spec: DatasetSpec, root: str | Path, detail: str) -> str:
+    """What a job, and before it the planning, says when a built-in data set's files are not in place."""
+    return (
+        f"data set {spec.name} not found or corrupt under {Path(root).resolve()} ({detail}); expected "
+        f"{spec.expected} there. Put the files in place, point data.root at them, or set data.download: "
+        "true on a machine with network access"
+    )
+
+
 BUILTIN_DATASETS: dict[str, DatasetSpec] = {
     "mnist1d": DatasetSpec(
         "mnist1d",
@@ -114,6 +126,10 @@ BUILTIN_DATASETS: dict[str, DatasetSpec] = {
         (0.1307,),
         (0.3081,),
         expected="MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (torchvision.datasets.MNIST)",
+        required=tuple(
+            f"MNIST/raw/{name}-ubyte"
+            for name in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1")
+        ),
         display="MNIST",
         minutes_per_epoch=0.2,
         memory_mb=4000,
@@ -126,6 +142,10 @@ BUILTIN_DATASETS: dict[str, DatasetSpec] = {
         (0.4914, 0.4822, 0.4465),
         (0.2470, 0.2435, 0.2616),
         expected="cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta} (the 'CIFAR-10 python version')",
+        required=tuple(
+            f"cifar-10-batches-py/{name}"
+            for name in (*(f"data_batch_{index}" for index in range(1, 6)), "test_batch", "batches.meta")
+        ),
         augment="crop_flip",
         display="CIFAR-10",
         minutes_per_epoch=1.0,
@@ -139,6 +159,7 @@ BUILTIN_DATASETS: dict[str, DatasetSpec] = {
         (0.5071, 0.4865, 0.4409),
         (0.2673, 0.2564, 0.2762),
         expected="cifar-100-python/{train,test,meta} (the 'CIFAR-100 python version')",
+        required=("cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"),
         augment="crop_flip",
         display="CIFAR-100",
         minutes_per_epoch=1.0,
@@ -152,6 +173,7 @@ BUILTIN_DATASETS: dict[str, DatasetSpec] = {
         (0.485, 0.456, 0.406),
         (0.229, 0.224, 0.225),
         expected="imagenet/train/<class>/*.JPEG and imagenet/val/<class>/*.JPEG (an ImageFolder tree)",
+        required=("imagenet/train", "imagenet/val"),
         augment="random_resized_crop_flip",
         display="ImageNet",
         minutes_per_epoch=60.0,

@@ -15,7 +15,7 @@ EXPECTED_ERRORS = (ConfigError, DataError, RunFileError, OutOfMemory, ModelError
 
 def cmd_validate(args: argparse.Namespace) -> None:
     from bslr.config import load_config_file
-    from bslr.plan import expand_grid
+    from bslr.plan import Plan, expand_grid
 
     config = load_config_file(args.config)
     runs = expand_grid(config)
@@ -23,6 +23,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
         count = sum(run.experiment == name for run in runs)
         print(f"experiment {name}: {count} runs")
     print(f"{args.config}: valid, {len(runs)} runs in all")
+    for message in Plan(config).missing_data():
+        print(f"warning: {message}; a workflow run stops before any job until then")
 
 
 def cmd_status(args: argparse.Namespace) -> None:

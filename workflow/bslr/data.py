@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bslr.catalog import BUILTIN_DATASETS, DatasetSpec
+from bslr.catalog import BUILTIN_DATASETS, DatasetSpec, missing_data_message
 from bslr.errors import DataError, ModelError
 from bslr.plan import generated_path
 from bslr.registry import IMAGE_EXTENSIONS, IN_MEMORY_BYTES, NPZ_ARRAYS
@@ -171,11 +171,7 @@ class LoaderData:
 
 
 def missing(spec: DatasetSpec, root: str | Path, error: Exception) -> DataError:
-    return DataError(
-        f"data set {spec.name} not found or corrupt under {Path(root).resolve()} ({error}); expected "
-        f"{spec.expected} there. Put the files in place, point data.root at them, or set data.download: "
-        "true on a machine with network access"
-    )
+    return DataError(missing_data_message(spec, root, str(error)))
 
 
 def load_mnist1d(root: str | Path, device: torch.device, path: str | Path | None = None) -> MemoryData:

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from bslr.config import RunSpec, SGDRule
+from bslr.errors import ConfigError
 
 # Where jobs sharing one machine note which GPU each took; see `claim_gpu`.
 CLAIMS_DIR = Path(os.environ.get("BSLR_GPU_CLAIMS", Path(tempfile.gettempdir()) / "bslr-gpu-claims"))
@@ -147,5 +148,8 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("training.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
+        raise ConfigError(
+            "training.device is 'cuda' but no CUDA device is visible to this job; set training.device: auto "
+            "(or cpu), or run the job where a GPU is (on SLURM: training.gpus)"
+        )
     return torch.device(name)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bslr.catalog import BUILTIN_DATASETS, FIGURES, Catalog
+from bslr.catalog import BUILTIN_DATASETS, FIGURES, Catalog, missing_data_message
 from bslr.config import EXECUTION_KEYS, RunSpec, format_lr, job_resources, run_spec, training_settings, validate_config
 from bslr.registry import catalog_of
 
@@ -233,6 +233,22 @@ class Plan:
         size = self.training(experiment)["pack"]["size"]
         size = len(lrs) if size == "all" else size
         return [tuple(lrs[start : start + size]) for start in range(0, len(lrs), size)]
+
+    def missing_data(self, root: Path = Path(".")) -> list[str]:
+        """A message for each built-in data set whose files are not under data.root (relative to `root`)
+        while a run on it is still to train and torchvision may not download them: its jobs would fail."""
+        data = self.config["data"]
+        if data["download"]:
+            return []
+        untrained = dict.fromkeys(run.dataset for run in self.runs if not (root / run.path).exists())
+        messages = []
+        for name in untrained:
+            spec, where = self.catalog.datasets[name], root / data["root"]
+            absent = [path for path in spec.required if not (where / path).exists()]
+            if absent:
+                shown = ", ".join(absent[:3]) + (f" and {len(absent) - 3} more" if len(absent) > 3 else "")
+                messages.append(missing_data_message(spec, where, f"missing: {shown}"))
+        return messages
 
     def pack_lrs(self, run: Run) -> tuple[float, ...]:
         """The learning rates of the pack that trains `run` (its own alone where runs are not packed)."""

@@ -28,6 +28,13 @@ try:
 except ConfigError as error:
     sys.exit(f"invalid configuration: {error}")
 CONFIG = PLAN.config
+# A dry run plans without data (the paper's grid can be checked anywhere); it says what a real run refuses.
+if workflow.output_settings.dryrun and workflow.is_main_process:
+    for message in PLAN.missing_data():
+        print(
+            f"bslr: warning: {message}; a real run stops before any job",
+            file=sys.stderr,
+        )
 
 
 wildcard_constraints:
