@@ -5,7 +5,7 @@ import pytest
 
 from bslr.config import ConfigError, format_lr, job_resources, run_spec, validate_config
 from bslr.plan import Run, expand_grid, scenarios
-from conftest import tiny_config
+from conftest import snakemake, tiny_config, write_config
 
 
 def test_paper_ranges_expand_to_exact_values():
@@ -98,13 +98,38 @@ def test_strings_from_the_command_line_take_the_schema_types():
     # `snakemake --config "training={momentum: 0.9}"` passes nested values as strings
     raw = tiny_config(epochs="3", learning_rates=["0.05", "0.1"], compile="false")
     raw["training"] = {"momentum": "0.9", "pack": {"size": "all", "learner": "stacked"}, "runtime": "auto"}
-    config = validate_config(raw)
+    config = validate_config(raw, overrides=raw)
     assert config["training"]["momentum"] == 0.9 and config["training"]["pack"] == {"size": "all", "learner": "stacked"}
     assert config["training"]["runtime"] == "auto"
     experiment = config["experiments"]["tiny"]
     assert experiment["epochs"] == 3 and experiment["learning_rates"] == [0.05, 0.1] and experiment["compile"] is False
     with pytest.raises(ConfigError, match='training.momentum = "fast"'):
-        validate_config(dict(tiny_config(), training={"momentum": "fast"}))
+        fast = dict(tiny_config(), training={"momentum": "fast"})
+        validate_config(fast, overrides=fast)
+
+
+def test_a_command_line_number_out_of_range_is_refused_for_its_range_and_a_file_string_stays_refused(tmp_path):
+    """From the command line the string is read first, so the message names the real problem; in a file
+    a quoted number is a mistake the user made and is refused as one."""
+    out_of_range = snakemake(
+        tmp_path, write_config(tmp_path, tiny_config()), "-n", "--config", "training={momentum: 1.5}", check=False
+    )
+    assert out_of_range.returncode != 0 and "not of type" not in out_of_range.stderr
+    assert (
+        "invalid configuration: config key training.momentum = 1.5 is invalid: 1.5 is greater than"
+        in out_of_range.stderr
+    )
+    quoted = tiny_config(learning_rates=["0.1", 0.2])
+    with pytest.raises(ConfigError, match=r'learning_rates\[0\] = "0.1" is a string where a number is due: write it'):
+        validate_config(quoted)
+    assert validate_config(quoted, overrides=quoted)["experiments"]["tiny"]["learning_rates"] == [0.1, 0.2]
+
+
+def test_an_unknown_key_suggests_the_closest_known_one():
+    with pytest.raises(ConfigError, match=r"unknown config key training.momentun \(did you mean momentum\?\)"):
+        validate_config(dict(tiny_config(), training={"momentun": 0.9}))
+    with pytest.raises(ConfigError, match=r"unknown config key training.zzz \(a typo\?\)"):
+        validate_config(dict(tiny_config(), training={"zzz": 0.9}))
 
 
 def test_experiment_overrides_training_defaults():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import functools
 import itertools
 import json
@@ -93,8 +94,15 @@ def _describe(error: jsonschema.ValidationError) -> str:
         renamed = [f"{key} is now {RENAMED_KEYS[key]}" for key in extra if key in RENAMED_KEYS]
         if renamed:
             return f"config key {keys} was renamed: {'; '.join(renamed)}"
+        closest = [difflib.get_close_matches(key, allowed, n=1, cutoff=0.6) for key in extra]
+        suggested = [f"did you mean {match[0]}?" for match in closest if match]
         hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
-        return f"unknown config key {keys} (a typo?){hint}"
+        return f"unknown config key {keys} ({' '.join(suggested) or 'a typo?'}){hint}"
+    if error.validator == "type" and isinstance(error.instance, str) and error.validator_value in ("number", "integer"):
+        return (
+            f"config key {where} = {json.dumps(error.instance)} is a string where a {error.validator_value} is due: "
+            "write it without quotes"
+        )
     if error.validator == "required":
         return f"config key {where} is missing a required entry: {error.message}"
     if error.validator == "oneOf" and where.endswith(("batch_sizes", "learning_rates")):
@@ -141,22 +149,27 @@ def _accepts(options: list[dict[str, Any]], value: Any, root: dict[str, Any]) ->
     return any(jsonschema.Draft202012Validator({**option, **defs}).is_valid(value) for option in options)
 
 
-def coerce_strings(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> Any:
-    """Read as YAML each string the schema refuses but whose YAML value it accepts.
+def coerce_strings(value: Any, schema: dict[str, Any], root: dict[str, Any], given: Any) -> Any:
+    """Read as YAML each string of the command line (`given`: the part of `snakemake --config` at this
+    key, or None) that the schema refuses as a string.
 
-    `snakemake --config "training={momentum: 0.9}"` hands nested values over as strings ('0.9'); the
-    schema's types decide what they were meant to be. A string the schema accepts stays a string.
+    `snakemake --config "training={momentum: 0.9}"` hands nested values over as strings ('0.9'): their
+    YAML value is what was meant, and it is what validation then judges, so `momentum: 1.5` is refused
+    for its range, not for being a string. A string the schema accepts stays a string; a string in a
+    config file is never read again (`learning_rates: ["0.1", 0.2]` is refused).
     """
+    if given is None:
+        return value
     options = _options(schema, root)
     if isinstance(value, str):
-        if _accepts(options, value, root):
+        if value != given or _accepts(options, value, root):
             return value
         try:
             loaded = yaml.safe_load(value)
         except yaml.YAMLError:
             return value
-        return loaded if _accepts(options, loaded, root) else value
-    if isinstance(value, dict):
+        return value if isinstance(loaded, str) else loaded
+    if isinstance(value, dict) and isinstance(given, dict):
         coerced = {}
         for key, item in value.items():
             subschemas = [option["properties"][key] for option in options if key in option.get("properties", {})]
@@ -165,11 +178,14 @@ def coerce_strings(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> 
                 for option in options
                 if isinstance(option.get("additionalProperties"), dict)
             ]
-            coerced[key] = coerce_strings(item, {"anyOf": subschemas}, root) if subschemas else item
+            child = given.get(key)
+            coerced[key] = coerce_strings(item, {"anyOf": subschemas}, root, child) if subschemas else item
         return coerced
-    if isinstance(value, list):
+    if isinstance(value, list) and isinstance(given, list) and len(given) == len(value):
         items = [option["items"] for option in options if isinstance(option.get("items"), dict)]
-        return [coerce_strings(item, {"anyOf": items}, root) for item in value] if items else value
+        if not items:
+            return value
+        return [coerce_strings(item, {"anyOf": items}, root, part) for item, part in zip(value, given, strict=True)]
     return value
 
 
@@ -402,13 +418,17 @@ def check_budget(name: str, experiment: dict[str, Any], training: dict[str, Any]
             )
 
 
-def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
+def validate_config(
+    config: dict[str, Any], overrides: dict[str, Any] | None = None, schema_path: Path = SCHEMA_PATH
+) -> dict[str, Any]:
     """Return a validated copy of `config` with defaults filled and ranges expanded into lists.
 
-    Raises ConfigError with one readable message for the first problem found.
+    `overrides`: what the command line set (`snakemake --config`, merged into `config` already), whose
+    strings are read as YAML first (`coerce_strings`). Raises ConfigError with one readable message for
+    the first problem found.
     """
     schema = load_schema(schema_path)
-    config = coerce_strings(copy.deepcopy(dict(config)), schema, schema)
+    config = coerce_strings(copy.deepcopy(dict(config)), schema, schema, overrides)
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:

@@ -217,8 +217,9 @@ class TrainRule:
 class Plan:
     """A validated config and everything planned from it."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config = validate_config(config)
+    def __init__(self, config: dict[str, Any], overrides: dict[str, Any] | None = None) -> None:
+        """`overrides`: what `snakemake --config` set, merged into `config` already (see validate_config)."""
+        self.config = validate_config(config, overrides)
         self.catalog = catalog_of(self.config)
         self.runs = expand_grid(self.config)
         self.experiments = list(self.config["experiments"])
