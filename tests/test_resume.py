@@ -287,3 +287,41 @@ def test_sigkilled_snakemake_job_resumes_to_identical_metrics(mnist1d_root, tmp_
     reference, _ = train_one(RunSpec.of(json.loads(metadata["settings"])), RunOptions(data_file=str(data)))
     pd.testing.assert_frame_equal(resumed[METRICS], reference[METRICS], check_exact=True)
     assert not (tmp_path / "results/checkpoints/tiny/mnist1d/cnn1d/bs16_lr0.1_seed0.pt").exists()
+
+
+def test_ctrl_c_is_a_stop_its_log_keeps_the_epochs_and_the_rerun_resumes(mnist1d_root, tmp_path):
+    """Ctrl-C sends SIGINT to Snakemake's whole process group, its jobs included: each job checkpoints, says
+    in one line that it stopped (no KeyboardInterrupt traceback), `bslr status` calls it stopped, and the
+    re-run resumes with the log appended, so the epochs before the stop stay in it (about 35 s on 2 cores:
+    two Snakemake runs, each job importing torch, the reference run)."""
+    from bslr.plan import Plan
+    from bslr.status import report
+
+    config = tiny_config(models=["cnn1d"], batch_sizes=[16], learning_rates=[0.1], epochs=3)
+    config["data"] = {"root": str(mnist1d_root)}
+    config_path = write_config(tmp_path, config)
+    target = "results/runs/tiny/mnist1d/cnn1d/bs16_lr0.1_seed0.parquet"
+    log = tmp_path / "logs/train/tiny/mnist1d/cnn1d/bs16_lr0.1_seed0.log"
+    command = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path)]
+    command += ["--configfile", str(config_path), "--cores", "1", target]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_for(tmp_path / "results/checkpoints/tiny/mnist1d/cnn1d/bs16_lr0.1_seed0.pt", process)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+    process.wait(timeout=120)
+    stopped = log.read_text()
+    assert "bslr train: stopped, received signal SIGINT" in stopped and "epoch 1/3" in stopped
+    assert "Traceback" not in stopped and "KeyboardInterrupt" not in stopped
+    assert not (tmp_path / target).exists()
+    assert "1 stopped" in report(Plan(config), tmp_path)
+
+    snakemake(tmp_path, config_path, "--cores", "1", "--rerun-incomplete", target)
+    # Snakemake removes a job's log before it runs again: the resumed job replays its epochs from the checkpoint
+    resumed_log = log.read_text()
+    before = stopped.splitlines()[0].split(": ", 1)[1]  # epoch 1's metrics, as the stopped job printed them
+    assert f"epoch 1/3 (step 250/750, before the stop): {before}" in resumed_log
+    assert "resuming from" in resumed_log and "epoch 3/3" in resumed_log
+    resumed, metadata = read_run(tmp_path / target)
+    assert metadata["resumed"] == "true"
+    data = generated_path("mnist1d", mnist1d_root)
+    reference, _ = train_one(RunSpec.of(json.loads(metadata["settings"])), RunOptions(data_file=str(data)))
+    pd.testing.assert_frame_equal(resumed[METRICS], reference[METRICS], check_exact=True)

@@ -335,6 +335,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Interrupted as error:
         print(f"bslr {args.command}: stopped, {error}; re-running the job resumes from its checkpoint", file=sys.stderr)
         return 143
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (setting up, writing): nothing half-done is kept
+        print(
+            f"bslr {args.command}: stopped, received signal SIGINT; re-running the job resumes from its last "
+            "checkpoint, if one was saved",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 

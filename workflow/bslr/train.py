@@ -73,8 +73,9 @@ class RunOptions:
 
 
 class StopRequest:
-    """Set by SIGTERM or SIGUSR1 (a scheduler's time limit or preemption); training checks it after each
-    step, so the checkpoint it then writes never holds a half-applied update."""
+    """Set by SIGTERM or SIGUSR1 (a scheduler's time limit or preemption) or SIGINT (Ctrl-C, which Snakemake's
+    process group passes to every job); training checks it after each step, so the checkpoint it then
+    writes never holds a half-applied update."""
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
@@ -155,9 +156,9 @@ def data_generators(run: RunSpec, data: MemoryData | LoaderData) -> dict[str, to
 
 @contextlib.contextmanager
 def stop_requests() -> Iterator[StopRequest]:
-    """While training runs, SIGTERM and SIGUSR1 set a flag instead of ending the process."""
+    """While training runs, SIGTERM, SIGUSR1 and SIGINT set a flag instead of ending the process."""
     stop = StopRequest()
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)}
     try:
         yield stop
     finally:
@@ -278,6 +279,7 @@ def _train_pack(
     progress, resume_order = Progress.start(len(runs)), None
     if state is not None:
         progress, resume_order = resume(state, learner, generators, measurer)
+        replay(budget, lrs, progress)
         print(
             f"resuming from {options.checkpoint} at step {progress.step} of {budget.steps} "
             f"(epoch {progress.step // budget.steps_per_epoch + 1})",
@@ -504,6 +506,30 @@ def report(
         f"about {remaining:.0f} s left): {runs}",
         flush=True,
     )
+
+
+def replay(budget: Budget, lrs: list[float], progress: Progress) -> None:
+    """The evaluation lines of a resumed pack's steps before its stop, from its checkpoint: Snakemake
+    removes a job's log before running it again, and the log should still tell the whole run."""
+    by_step: dict[int, dict[int, dict[str, Any]]] = {}
+    for index, rows in enumerate(progress.rows):
+        for row in rows:
+            by_step.setdefault(int(row["step"]), {})[index] = row
+    for step in sorted(by_step):
+        runs = "; ".join(
+            f"lr {lr:g}: "
+            + (
+                f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}, "
+                f"test loss {row['test_loss']:.4f} acc {row['test_acc']:.4f}"
+                if (row := by_step[step].get(index)) is not None
+                else "not evaluated"
+            )
+            for index, lr in enumerate(lrs)
+        )
+        print(
+            f"epoch {budget.epoch_of(step)}/{budget.epochs} (step {step}/{budget.steps}, before the stop): {runs}",
+            flush=True,
+        )
 
 
 def train_pack_to_files(

@@ -21,6 +21,7 @@ rule execution_options:
 # re-packing an experiment under the serial learner re-trains nothing (bslr.plan.Plan.protocol_json).
 # Every path the job reads or writes comes through the rule (a Snakemake module's prefix applies to all):
 # the data the workflow generated, the execution options, the outputs (the checkpoint sits beside them).
+# Snakemake removes a job's log before running it again; a resumed job replays its earlier epochs into it.
 TRAIN_SHELL = (
     "bslr train --protocol {params.protocol:q} --output {output:q} --threads {threads}"
     " --execution {input.execution:q} --checkpoint auto > {log:q} 2>&1"
