@@ -80,3 +80,4 @@ def test_status_of_a_finished_workflow_and_without_torch(tiny_workflow):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "9 runs: 9 done" in result.stdout and "every run is done" in result.stdout
+    assert f"config files read (later ones win): {tiny_workflow / 'config.yaml'}" in result.stdout

@@ -298,3 +298,32 @@ def test_methods_without_kendall_still_write_every_statistics_output(tiny_workfl
     table = pd.read_csv(copy / "results/stats/correlations.csv")
     assert set(table["method"]) == {"spearman"}
     assert len(pd.read_csv(copy / "results/stats/granulated_kendall.csv")) == 3
+
+
+def test_trained_results_are_not_replaced_without_the_switch(tiny_workflow, tmp_path):
+    """A changed protocol (momentum 0.9 from the command line) would re-train all nine runs to the same
+    paths: the dry run says how many and by what change, a real run stops before any job and touches
+    nothing, and `replace_results=true` lets it re-train (one pack of three runs here, about 10 s). On a
+    copy of the shared workflow, which stays as it was."""
+    workdir = tmp_path / "copy"
+    shutil.copytree(tiny_workflow, workdir, symlinks=True)
+    config_path, before = workdir / "config.yaml", digests(workdir / "results")
+    momentum = ("--config", "training={momentum: 0.9}")
+    dry = snakemake(workdir, config_path, "-n", *momentum)
+    assert (
+        "bslr: warning: 9 trained runs would be re-trained to the same paths, replacing their results, because"
+        in dry.stderr
+    )
+    assert "(momentum: 0.0 -> 0.9)" in dry.stderr and "a real run stops unless replace_results: true" in dry.stderr
+    refused = snakemake(workdir, config_path, "--cores", "1", *momentum, check=False)
+    assert (
+        refused.returncode != 0
+        and "Nothing was run. To replace them: snakemake --config replace_results=true" in refused.stderr
+    )
+    assert digests(workdir / "results") == before
+    target = "results/runs/tiny/mnist1d/mlp/bs64_lr0.1_seed0.parquet"
+    snakemake(
+        workdir, config_path, "--cores", "1", target, "--config", "training={momentum: 0.9}", "replace_results=true"
+    )
+    settings = json.loads(read_run(workdir / target)[1]["settings"])
+    assert settings["momentum"] == 0.9

@@ -36,6 +36,7 @@ def cmd_status(args: argparse.Namespace) -> None:
 
     root = Path(args.directory)
     files = [path if Path(path).is_absolute() else str(root / path) for path in args.configfile]
+    print(f"config files read (later ones win): {', '.join(files)}")
     print(report(Plan(read_config_files(files)), root))
 
 

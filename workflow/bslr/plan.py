@@ -16,6 +16,7 @@ import functools
 import itertools
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -250,6 +251,43 @@ class Plan:
                 shown = ", ".join(absent[:3]) + (f" and {len(absent) - 3} more" if len(absent) > 3 else "")
                 messages.append(missing_data_message(spec, where, f"missing: {shown}"))
         return messages
+
+    def replaced_runs(self, root: Path = Path(".")) -> list[tuple[Run, dict[str, tuple[Any, Any]]]]:
+        """Trained runs whose recorded settings differ from what the config now plans for them, with each
+        changed setting (recorded, planned): Snakemake would re-train them to the same paths."""
+        import pyarrow.parquet as pq
+
+        replaced = []
+        for run in self.runs:
+            path = root / run.path
+            if not path.is_file():
+                continue
+            recorded = json.loads((pq.read_schema(path).metadata or {}).get(b"settings", b"{}"))
+            planned = json.loads(json.dumps(self.spec(run).settings()))
+            keys = sorted(set(recorded) | set(planned))
+            changed = {
+                key: (recorded.get(key), planned.get(key)) for key in keys if recorded.get(key) != planned.get(key)
+            }
+            if changed:
+                replaced.append((run, changed))
+        return replaced
+
+    def replacement_message(self, root: Path = Path(".")) -> str:
+        """One line on the trained runs a run of this config would replace, or empty."""
+        replaced = self.replaced_runs(root)
+        if not replaced:
+            return ""
+        changes = Counter(
+            f"{key}: {json.dumps(old)} -> {json.dumps(new)}"
+            for _, changed in replaced
+            for key, (old, new) in changed.items()
+        )
+        shown = "; ".join(change for change, _ in changes.most_common(3))
+        more = f" and {len(changes) - 3} other changes" if len(changes) > 3 else ""
+        return (
+            f"{len(replaced)} trained runs would be re-trained to the same paths, replacing their results, "
+            f"because their settings changed ({shown}{more})"
+        )
 
     def pack_lrs(self, run: Run) -> tuple[float, ...]:
         """The learning rates of the pack that trains `run` (its own alone where runs are not packed)."""

@@ -30,6 +30,17 @@ except ConfigError as error:
 CONFIG = PLAN.config
 # A dry run plans without data (the paper's grid can be checked anywhere); it says what a real run refuses.
 if workflow.output_settings.dryrun and workflow.is_main_process:
+    replacing = PLAN.replacement_message()
+    if replacing:
+        print(
+            f"bslr: warning: {replacing}; "
+            + (
+                "replace_results: true lets a real run replace them"
+                if CONFIG["replace_results"]
+                else "a real run stops unless replace_results: true"
+            ),
+            file=sys.stderr,
+        )
     for message in PLAN.missing_data():
         print(
             f"bslr: warning: {message}; a real run stops before any job",
