@@ -221,3 +221,13 @@ def test_job_resources_follow_model_data_set_and_pack():
 def test_model_and_data_set_of_different_ranks_are_refused():
     with pytest.raises(ConfigError, match="model cnn1d cannot take cifar10 inputs"):
         validate_config(tiny_config(models=["cnn1d"], datasets=["cifar10"]))
+
+
+def test_bslr_validate_layers_files_as_snakemake_does(tmp_path, capsys):
+    from bslr.cli import main
+
+    base = write_config(tmp_path, tiny_config(), "base.yaml")
+    override = write_config(tmp_path, {"experiments": {"tiny": {"seeds": [0, 1]}}}, "seeds.yaml")
+    assert main(["validate", str(base), str(override)]) == 0
+    out = capsys.readouterr().out
+    assert "experiment tiny: 18 runs" in out and f"{base} + {override}: valid, 18 runs in all" in out

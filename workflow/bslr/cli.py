@@ -14,16 +14,14 @@ EXPECTED_ERRORS = (ConfigError, DataError, RunFileError, OutOfMemory, ModelError
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    from bslr.config import load_config_file
-    from bslr.plan import Plan, expand_grid
+    from bslr.config import read_config_files
+    from bslr.plan import Plan
 
-    config = load_config_file(args.config)
-    runs = expand_grid(config)
-    for name in config["experiments"]:
-        count = sum(run.experiment == name for run in runs)
-        print(f"experiment {name}: {count} runs")
-    print(f"{args.config}: valid, {len(runs)} runs in all")
-    for message in Plan(config).missing_data():
+    plan = Plan(read_config_files(args.config))
+    for name in plan.experiments:
+        print(f"experiment {name}: {len(plan.runs_of(name))} runs")
+    print(f"{' + '.join(args.config)}: valid, {len(plan.runs)} runs in all")
+    for message in plan.missing_data():
         print(f"warning: {message}; a workflow run stops before any job until then")
 
 
@@ -226,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bslr {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    command = commands.add_parser("validate", help="check a config file and count its runs")
-    command.add_argument("config")
+    command = commands.add_parser("validate", help="check config files (layered as snakemake does) and count runs")
+    command.add_argument("config", nargs="+", help="config files, later ones overriding earlier ones")
     command.set_defaults(run=cmd_validate)
 
     command = commands.add_parser("status", help="where a config's runs stand (done, running, failed...), from disk")
