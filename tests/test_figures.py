@@ -365,3 +365,19 @@ def test_the_iso_ratio_figure_of_a_grid_without_shared_ratios_says_so_in_each_pa
         (found[i].get_text(), found[j].get_text()) for i, j in overlapping(t.get_window_extent(renderer) for t in found)
     ]
     assert not clashes, f"text printed over text: {clashes[:5]}"
+
+
+def test_learning_rates_of_a_log_spaced_grid_get_a_log_axis_labelled_at_the_grid():
+    """0.001, 0.01, 0.1, 1 on a linear axis put three of four points at its left edge; a grid spaced in log
+    terms gets a log axis with the grid's rates as labels, an evenly spaced one keeps its linear axis."""
+    learning_rates = (0.001, 0.01, 0.1, 1.0)
+    runs = paper_runs(seeds=(0,), batch_sizes=(32, 64, 128), learning_rates=learning_rates, scenarios=1)
+    tables = {"runs": runs, **statistics(runs, "exclude")}
+    axis = drawn("acc_vs_learning_rate", tables)[0].get_axes()[0].xaxis
+    assert axis.get_scale() == "log"
+    assert [label.get_text() for label in axis.get_ticklabels() if label.get_text()] == ["0.001", "0.01", "0.1", "1"]
+    positions = axis.axes.transData.transform([(lr, 0.5) for lr in learning_rates])[:, 0]
+    np.testing.assert_allclose(np.diff(positions), np.diff(positions)[0], rtol=1e-9)  # equally far apart
+    linear = drawn("acc_vs_learning_rate", {"runs": paper_runs(seeds=(0,), scenarios=1)})[0].get_axes()[0].xaxis
+    assert linear.get_scale() == "linear"
+    matplotlib.pyplot.close("all")

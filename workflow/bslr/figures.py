@@ -40,7 +40,14 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from matplotlib.textpath import TextToPath  # noqa: E402
-from matplotlib.ticker import FixedLocator, Formatter, MaxNLocator, NullFormatter, ScalarFormatter  # noqa: E402
+from matplotlib.ticker import (  # noqa: E402
+    FixedLocator,
+    Formatter,
+    MaxNLocator,
+    NullFormatter,
+    NullLocator,
+    ScalarFormatter,
+)
 from matplotlib.transforms import ScaledTranslation  # noqa: E402
 
 from bslr import stats  # noqa: E402
@@ -267,11 +274,25 @@ class Plain(Formatter):
 
 
 def x_axis(axes: Axes, column: str, values: Sequence[float]) -> None:
-    """Batch sizes on a log2 axis, learning rates on a linear one."""
+    """Batch sizes on a log2 axis; learning rates on an axis that follows the grid's spacing (`lr_axis`)."""
     if column == "batch_size":
         batch_size_axis(axes, values)
     else:
-        lr_axis(axes)
+        lr_axis(axes, values)
+
+
+def geometric(values: Sequence[float]) -> bool:
+    """Whether a grid's values are spaced more evenly in log than in linear terms, over more than a factor
+    of 4 (0.001, 0.01, 0.1, 1: yes; 0.04, 0.08, ..., 0.2: no): such a grid gets a log axis, on which its
+    points are as far apart as they were chosen to be."""
+    values = np.sort(np.unique(np.asarray(values, dtype=float)))
+    if len(values) < 3 or values[0] <= 0 or values[-1] / values[0] <= 4:
+        return False
+
+    def unevenness(steps: np.ndarray) -> float:
+        return float(np.std(steps) / np.mean(steps))
+
+    return unevenness(np.diff(np.log(values))) < unevenness(np.diff(values))
 
 
 def batch_size_axis(axes: Axes, values: Sequence[float]) -> None:
@@ -286,8 +307,15 @@ def batch_size_axis(axes: Axes, values: Sequence[float]) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def lr_axis(axes: Axes) -> None:
-    """A linear learning-rate x axis with a few round ticks, all at one number of decimals."""
+def lr_axis(axes: Axes, values: Sequence[float]) -> None:
+    """A learning-rate x axis: log, labelled at the grid's values, where the grid is geometric; else linear
+    with a few round ticks, all at one number of decimals."""
+    if geometric(values):
+        axes.set_xscale("log")
+        axes.xaxis.set_major_locator(FixedLocator(np.sort(np.unique(values))))
+        axes.xaxis.set_major_formatter(Plain())
+        axes.xaxis.set_minor_locator(NullLocator())
+        return
     axes.xaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
     formatter = ScalarFormatter(useOffset=False)
     formatter.set_scientific(False)
