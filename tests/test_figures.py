@@ -381,3 +381,24 @@ def test_learning_rates_of_a_log_spaced_grid_get_a_log_axis_labelled_at_the_grid
     linear = drawn("acc_vs_learning_rate", {"runs": paper_runs(seeds=(0,), scenarios=1)})[0].get_axes()[0].xaxis
     assert linear.get_scale() == "linear"
     matplotlib.pyplot.close("all")
+
+
+def test_heatmap_iso_ratio_lines_pass_through_the_cells_that_share_the_ratio_they_name():
+    """A researcher's 3 x 3 grid: batch sizes 32, 64, 128 and learning rates 0.05, 0.1, 0.2 share the
+    ratios 320 (2 cells), 640 (3) and 1280 (2). Each dashed line joins exactly the centres of its cells,
+    and the key names those ratios."""
+    batch_sizes, learning_rates = (32, 64, 128), (0.05, 0.1, 0.2)
+    runs = paper_runs(seeds=(0,), batch_sizes=batch_sizes, learning_rates=learning_rates, scenarios=1)
+    figure, _ = drawn("heatmap", {"runs": runs}, dataset="cifar10", model="resnet110")
+    axes = figure.get_axes()[0]
+    dashed = [line for line in axes.get_lines() if line.get_linestyle() != "-"]
+    drawn_cells = sorted(
+        tuple(
+            (learning_rates[int(column)], batch_sizes[int(row)]) for column, row in zip(*line.get_data(), strict=True)
+        )
+        for line in dashed
+    )
+    assert all(float(value).is_integer() for line in dashed for value in (*line.get_xdata(), *line.get_ydata()))
+    assert drawn_cells == [((0.05, 32), (0.1, 64), (0.2, 128)), ((0.05, 64), (0.1, 128)), ((0.1, 32), (0.2, 64))]
+    assert "equal ratio (B/η = 320, 640, 1280)" in printed(figure)
+    matplotlib.pyplot.close(figure)

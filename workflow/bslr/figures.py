@@ -564,20 +564,23 @@ def train_test_vs_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.
 
 
 def iso_ratio_lines(batch_sizes: np.ndarray, lrs: np.ndarray) -> list[tuple[float, np.ndarray, np.ndarray]]:
-    """Up to four round ratios (1-2-5 steps) inside the grid, each as a path in cell coordinates."""
-    low, high = batch_sizes[0] / lrs[-1], batch_sizes[-1] / lrs[0]
-    candidates = [m * 10.0**k for k in range(int(np.log10(low)) - 1, int(np.log10(high)) + 2) for m in (1, 2, 5)]
-    inside = [ratio for ratio in candidates if low * 1.5 <= ratio <= high / 1.5]
-    if len(inside) > 4:
-        inside = [inside[int(round(i))] for i in np.linspace(0, len(inside) - 1, 4)]
+    """Up to four ratios that two or more cells of the grid share (the statistics' iso-ratio sets), each as
+    the path through those cells' centres in cell coordinates (column: learning rate, row: batch size), so
+    that a line joins exactly the cells it names. The largest sets first; of more than four, four spread
+    over the range of ratios. None where no two cells share a ratio."""
+    sets: dict[float, list[tuple[int, int]]] = {}
+    for row, size in enumerate(batch_sizes):
+        for column, lr in enumerate(lrs):
+            sets.setdefault(float(f"{size / lr:.9g}"), []).append((column, row))
+    shared = {ratio: cells for ratio, cells in sets.items() if len(cells) >= 2}
+    largest = sorted(shared, key=lambda ratio: (-len(shared[ratio]), ratio))[:8]
+    chosen = sorted(largest)
+    if len(chosen) > 4:
+        chosen = [chosen[int(round(index))] for index in np.linspace(0, len(chosen) - 1, 4)]
     lines = []
-    for ratio in inside:
-        rates = np.geomspace(lrs[0], lrs[-1], 400)
-        sizes = ratio * rates
-        keep = (sizes >= batch_sizes[0]) & (sizes <= batch_sizes[-1])
-        column = np.interp(rates[keep], lrs, np.arange(len(lrs)))
-        row = np.interp(sizes[keep], batch_sizes, np.arange(len(batch_sizes)))
-        lines.append((ratio, column, row))
+    for ratio in chosen:
+        columns, rows = np.array(sorted(shared[ratio]), dtype=float).T
+        lines.append((ratio, columns, rows))
     return lines
 
 
@@ -615,7 +618,9 @@ def heatmap(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]:
     panel_title(axes, None, scenario_title(runs["model"].iloc[0], runs["dataset"].iloc[0], settings))
     figure.colorbar(mesh, ax=axes, fraction=0.05, pad=0.02).set_label(LABELS[outcome])
     ratios = ", ".join(plain_number(ratio) for ratio, _, _ in lines)
-    entries = [(Line2D([], [], color="black", lw=0.6, ls=(0, (3, 2))), f"equal ratio (B/η = {ratios})")]
+    entries = (
+        [(Line2D([], [], color="black", lw=0.6, ls=(0, (3, 2))), f"equal ratio (B/η = {ratios})")] if lines else []
+    )
     if cells["diverged"].any():
         entries.append((Patch(facecolor="white", edgecolor=DIVERGED_COLOUR, hatch="xxxx", lw=0), "diverged run"))
     if cells["censored"].any():
