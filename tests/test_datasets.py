@@ -161,6 +161,17 @@ def test_every_model_trains_one_epoch_as_its_job_runs_and_the_workflow_aggregate
     assert (runs["epochs"] == 1).all() and runs["final_test_acc"].between(0, 1).all()
 
 
+def train_only_job(config: dict, directory) -> int:
+    """`bslr train` of the config's one training job, as its rule would call it; the exit status."""
+    plan = Plan(validate_config(config))
+    (rule,) = plan.train_rules()
+    execution = directory / "execution.json"
+    options = plan.execution_options_json(rule.experiment)
+    assert main(["execution-options", "--options", options, "--output", str(execution)]) == 0
+    output = str(directory / plan.runs[0].path)
+    return main(["train", "--protocol", rule.protocol, "--output", output, "--execution", str(execution)])
+
+
 def test_missing_cifar_is_refused_before_any_job_and_named_by_the_dry_run_and_validate(tmp_path, capsys):
     """Without its files (and data.download false) a built-in data set would fail every job, and on the
     SLURM profile each would be resubmitted: a real run stops before the first job with the job's own
@@ -185,26 +196,7 @@ def test_missing_cifar_is_refused_before_any_job_and_named_by_the_dry_run_and_va
     write_cifar(tmp_path / "nowhere", classes=10)  # in place: nothing is refused
     assert Plan(validate_config(config)).missing_data() == []
     (tmp_path / "nowhere/cifar-10-batches-py/test_batch").unlink()
-    plan = Plan(validate_config(config))
-    (rule,) = plan.train_rules()
-    execution = tmp_path / rule.execution
-    assert (
-        main(
-            ["execution-options", "--options", plan.execution_options_json(rule.experiment), "--output", str(execution)]
-        )
-        == 0
-    )
-    code = main(
-        [
-            "train",
-            "--protocol",
-            rule.protocol,
-            "--output",
-            str(tmp_path / plan.runs[0].path),
-            "--execution",
-            str(execution),
-        ]
-    )
+    code = train_only_job(config, tmp_path)
     error = capsys.readouterr().err
     assert code == 1 and error.startswith("bslr train: error: data set cifar10 not found or corrupt under")
     assert "Traceback" not in error and len(error.strip().splitlines()) == 1
@@ -218,26 +210,7 @@ def test_cuda_asked_where_no_gpu_is_visible_ends_the_job_in_one_line(tmp_path, c
         "data": {"root": str(mnist1d_root)},
         "training": {"device": "cuda"},
     }
-    plan = Plan(validate_config(config))
-    (rule,) = plan.train_rules()
-    execution = tmp_path / "execution.json"
-    assert (
-        main(
-            ["execution-options", "--options", plan.execution_options_json(rule.experiment), "--output", str(execution)]
-        )
-        == 0
-    )
-    code = main(
-        [
-            "train",
-            "--protocol",
-            rule.protocol,
-            "--output",
-            str(tmp_path / plan.runs[0].path),
-            "--execution",
-            str(execution),
-        ]
-    )
+    code = train_only_job(config, tmp_path)
     error = capsys.readouterr().err
     assert code == 1 and "Traceback" not in error
     assert error.strip() == (
