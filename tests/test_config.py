@@ -231,3 +231,11 @@ def test_bslr_validate_layers_files_as_snakemake_does(tmp_path, capsys):
     assert main(["validate", str(base), str(override)]) == 0
     out = capsys.readouterr().out
     assert "experiment tiny: 18 runs" in out and f"{base} + {override}: valid, 18 runs in all" in out
+
+
+def test_a_quoted_number_in_a_configfile_is_refused_by_snakemake_too(tmp_path):
+    """Snakemake hands its --configfile files to the workflow merged with --config: only --config's strings
+    are the command line's."""
+    quoted = write_config(tmp_path, tiny_config(learning_rates=["0.1", 0.2]))
+    result = snakemake(tmp_path, quoted, "-n", check=False)
+    assert result.returncode != 0 and 'learning_rates[0] = "0.1" is a string where a number is due' in result.stderr

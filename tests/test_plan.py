@@ -140,3 +140,20 @@ def test_every_figure_has_its_tables_a_title_and_settings_and_three_files():
     assert all(plan.figure_settings(name)["dpi"] == (60 if name == "heatmap" else 200) for name in names)
     files = plan.figure_files()
     assert len(files) == 3 * len(names) and "results/figures/tiny/mnist1d/mlp/heatmap.csv" in files
+
+
+@pytest.mark.parametrize("learner", ["serial", "stacked", "auto"])
+def test_the_settings_a_trained_run_records_are_the_ones_the_plan_compares_against(learner):
+    """What a training job records for each run (its rule's protocol and the keys of its file name, as `bslr
+    train` reads them) is what the plan expects of a trained run, so that unchanged results are never
+    reported as replaced: under a stacked pack the pack's learning rates are part of it."""
+    from bslr.config import RunSpec
+    from bslr.plan import Plan, run_keys
+
+    plan = Plan(tiny_config(pack={"size": "all", "learner": learner}))
+    protocols = {(rule.experiment, rule.dataset, rule.model, rule.lrs): rule.protocol for rule in plan.train_rules()}
+    for run in plan.runs:
+        protocol = protocols[(run.experiment, run.dataset, run.model, plan.pack_lrs(run))]
+        recorded = RunSpec.of(json.loads(protocol) | run_keys(run.path)).settings()
+        assert plan.trained_settings(run) == recorded
+        assert ("pack_learning_rates" in recorded) == (learner != "serial")

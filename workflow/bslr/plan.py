@@ -263,7 +263,7 @@ class Plan:
             if not path.is_file():
                 continue
             recorded = json.loads((pq.read_schema(path).metadata or {}).get(b"settings", b"{}"))
-            planned = json.loads(json.dumps(self.spec(run).settings()))
+            planned = json.loads(json.dumps(self.trained_settings(run)))
             keys = sorted(set(recorded) | set(planned))
             changed = {
                 key: (recorded.get(key), planned.get(key)) for key in keys if recorded.get(key) != planned.get(key)
@@ -340,6 +340,14 @@ class Plan:
             spec = dataclasses.replace(spec, pack_learning_rates=tuple(float(lr) for lr in lrs))
         protocol = {key: value for key, value in spec.settings().items() if key not in PATH_KEYS}
         return json.dumps(protocol, sort_keys=True)
+
+    def trained_settings(self, run: Run) -> dict[str, Any]:
+        """The settings a run's file records when this plan trains it: its own, and under a learner other
+        than serial its pack's learning rates (`protocol_json`)."""
+        spec = self.spec(run)
+        if spec.learner != "serial":
+            spec = dataclasses.replace(spec, pack_learning_rates=tuple(float(lr) for lr in self.pack_lrs(run)))
+        return spec.settings()
 
     @functools.cache  # noqa: B019
     def spec(self, run: Run) -> RunSpec:

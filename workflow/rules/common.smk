@@ -24,7 +24,7 @@ except ImportError:
 
 # The plan knows the grid, the packs and every training path; the rules ask it (bslr/plan.py).
 try:
-    PLAN = Plan(config, workflow.config_settings.overwrite_config)
+    PLAN = Plan(config, workflow.config_settings.config)
 except ConfigError as error:
     sys.exit(f"invalid configuration: {error}")
 CONFIG = PLAN.config
