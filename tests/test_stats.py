@@ -373,7 +373,7 @@ def test_smallest_attainable_p_and_why_small_groups_cannot_pass_holm():
     assert ten.p_min == pytest.approx(2 / (RANK_PERMUTATIONS + 1)) and ten.p_value >= ten.p_min
     runs = synthetic_runs()  # groups of 3 and 4 cells: exact p at least 1/3 and 1/12
     markdown, _ = paper_tables(analyse(runs, ["final_test_acc"], ["spearman"], resamples=100), 0.05)
-    assert "Smallest p an exact test of these groups can give: 0.0833; Holm's first step needs p < 0.05/14" in markdown
+    assert "Smallest p these groups' tests can give: 0.0833; Holm's first step needs p < 0.05/14" in markdown
     assert "so none of these groups can be significant after Holm" in markdown
 
 
@@ -639,3 +639,21 @@ def test_ratio_intervals_say_what_they_resample_and_are_conservative_for_a_fixed
     centre = np.median(estimates)
     assert np.mean((intervals[:, 0] <= centre) & (centre <= intervals[:, 1])) >= 0.95
     assert np.mean(intervals[:, 1] - intervals[:, 0]) > 1.2 * 2 * 1.96 * estimates.std()
+
+
+def test_the_reading_names_no_flat_gap_where_the_gap_falls():
+    """Test accuracy falls with the ratio, the gap falls significantly and train accuracy's fall is not
+    significant (noise can give it): neither the generalization nor the training-progress reading applies,
+    and a flat gap is not claimed."""
+    from bslr.stats import CorrelationTest, reading
+
+    def test(statistic: float, p_value: float) -> CorrelationTest:
+        return CorrelationTest(statistic, p_value, 25, 0, "", np.nan)
+
+    tests = {"final_test_acc": test(-0.9, 1e-5), "final_train_acc": test(-0.3, 0.2), "gap": test(-0.6, 0.002)}
+    text = reading(Primary(), tests, p_holm=4e-5, alpha=0.05)
+    assert text.startswith("final_test_acc worsens with the ratio, but train accuracy and the gap move as neither")
+    flat = tests | {"gap": test(-0.1, 0.6)}
+    assert reading(Primary(), flat, p_holm=4e-5, alpha=0.05).startswith(
+        "final_test_acc worsens with the ratio; neither"
+    )

@@ -15,6 +15,7 @@ factory's arrays in memory, its Datasets by workers.
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -145,6 +146,7 @@ class LoaderData:
             num_workers=self.workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
+            worker_init_fn=ignore_interrupts,
         )
 
     def train_batches(
@@ -168,6 +170,12 @@ class LoaderData:
         items = [self.train_eval_set[int(index)] for index in indices]
         images = torch.stack([image for image, _ in items]).to(self.device)
         return images, torch.tensor([label for _, label in items], device=self.device)
+
+
+def ignore_interrupts(worker_id: int) -> None:
+    """A DataLoader worker leaves Ctrl-C to the training process: SIGINT reaches the whole process group,
+    and a worker that exits on it would end training with an error instead of a stop at the next step."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def missing(spec: DatasetSpec, root: str | Path, error: Exception) -> DataError:

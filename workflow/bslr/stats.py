@@ -80,8 +80,8 @@ METHODS: dict[str, Callable] = {
 RANK_METHODS = ("spearman", "kendall")
 
 # Up to this many cells, rank tests get the exact permutation p-value over all n! pairings (9! = 362,880,
-# a 3 x 3 grid); the t and normal approximations are far too small in the tails there (rho = -0.975 over
-# 9 cells: t gives 8e-6, every pairing 1.3e-4).
+# a 3 x 3 grid); the t and normal approximations are far too small in the tails there (rho = -0.975 on a
+# tied 3 x 3 grid, its ratios sharing values: t gives 8e-6, every pairing 1.3e-4).
 EXACT_MAX_N = 9
 # Above it, seeded random pairings: the Monte Carlo p resolves down to 2 / (R + 1) = 2e-5. The t
 # approximation to Spearman's null is too small there even at 51 cells (0.68 times the permutation p at
@@ -90,7 +90,8 @@ EXACT_MAX_N = 9
 RANK_PERMUTATIONS = 100_000
 # Kendall with ties above this many cells takes the normal approximation (its O(n^2) coefficient makes
 # 10^5 pairings slow there); without ties its null is counted exactly at any n. The normal approximation
-# is conservative in Kendall's tails (twice the exact p at 1e-5, 51 cells, no ties).
+# was conservative in Kendall's tails where it could be checked against the counted null (51 cells, no
+# ties: 1.6 times the exact p at 2e-5, 3.8 times at 6e-8); with ties there is no exact null to check it by.
 MONTE_CARLO_MAX_N = 50
 # Smallest p-value reported. Below it the t and normal approximations are far outside the range where
 # their relative error is known, and no decision depends on the difference: Holm over a million tests at
@@ -239,7 +240,8 @@ def groups(scenario_cells: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
 @dataclass(frozen=True)
 class CorrelationTest:
     """A two-sided test of one correlation: `n` pairs used, `n_dropped` left out as non-finite, `p_min`
-    the smallest p-value the exact test could give with these ties (NaN for asymptotic p-values)."""
+    the smallest p-value the test can give: over every pairing with these ties, or the Monte Carlo floor
+    2 / (R + 1) (NaN for the t test and Kendall's counted null, which resolve far smaller p)."""
 
     statistic: float
     p_value: float
@@ -591,7 +593,8 @@ def ratio_regressions(cells: pd.DataFrame, outcomes: Sequence[str], primary: Pri
     The test: OLS of the outcome on a smooth function of log2 ratio (`ratio_spline`, `ratio_df` columns)
     and log2 batch size; `beyond_ratio` is the change per doubling of the batch size at a fixed ratio,
     with its 95% interval (HC3 errors, t), and `p_beyond_ratio` tests it against zero, the model where
-    only the ratio matters (whatever the shape of its effect). The description: OLS on log2(batch size)
+    only the ratio matters (whatever the shape of its effect); NaN where no two cells share a ratio, as
+    the coefficient would then rest on the spline's shape alone. The description: OLS on log2(batch size)
     and log2(learning rate), `slope_batch_size` and `slope_lr` the change per doubling of one with the
     other fixed, and `slope_sum` their sum, with HC3 intervals. The sum is zero under a ratio-only truth
     only when the outcome is linear in log ratio or the two axes are spaced alike: on the default grid
@@ -640,10 +643,16 @@ def ratio_regressions(cells: pd.DataFrame, outcomes: Sequence[str], primary: Pri
                     + list(intervals.loc["log2_lr"])
                     + list(sum_interval)
                     + [max(float(fit.pvalues[term]), P_FLOOR) for term in ("log2_batch_size", "log2_lr")]
-                    + [fit.rsquared, spline.shape[1], float(beyond.params[-1])]
-                    + list(np.asarray(beyond.conf_int(0.05))[-1])
-                    + [max(float(beyond.pvalues[-1]), P_FLOOR)]
+                    + [fit.rsquared, spline.shape[1]]
                 )
+                # batch size at a fixed ratio is seen only where two cells share a ratio; elsewhere its
+                # coefficient would rest on the spline's shape alone
+                ratios = (members["batch_size"] / members["lr"]).map(lambda value: float(f"{value:.9g}"))
+                if ratios.duplicated().any():
+                    estimates += [float(beyond.params[-1]), *np.asarray(beyond.conf_int(0.05))[-1]]
+                    estimates += [max(float(beyond.pvalues[-1]), P_FLOOR)]
+                else:
+                    estimates += [np.nan] * 4
             rows.append(
                 [experiment, model, dataset, outcome, primary.role(primary.method, outcome), int(keep.sum())]
                 + [int((~keep).sum())]
@@ -740,6 +749,10 @@ READINGS = {
         "does not rise; compare budgets (config/protocols.yaml) before reading it as generalization"
     ),
     "gap_flat": "{primary} worsens with the ratio; neither train accuracy nor the gap moves significantly with it",
+    "unclear": (
+        "{primary} worsens with the ratio, but train accuracy and the gap move as neither generalization (the gap "
+        "rising) nor training progress (train accuracy falling) would: read their rows"
+    ),
     "opposite": "against the paper: {primary} improves with the ratio",
     "none": "no significant effect of the ratio on {primary}",
 }
@@ -761,9 +774,15 @@ def reading(primary: Primary, tests: dict[str, CorrelationTest], p_holm: float, 
         key = "opposite"
     else:
         train, gap = tests["final_train_acc"], tests["gap"]
-        gap_rises = gap.p_value < alpha and gap.statistic > 0
-        train_falls = train.p_value < alpha and train.statistic < 0
-        key = "predicted" if gap_rises else ("trained_further" if train_falls else "gap_flat")
+        gap_moves, train_moves = gap.p_value < alpha, train.p_value < alpha
+        if gap_moves and gap.statistic > 0:
+            key = "predicted"
+        elif train_moves and train.statistic < 0:
+            key = "trained_further"
+        elif not gap_moves and not train_moves:
+            key = "gap_flat"
+        else:  # the gap falls, or train accuracy rises, significantly
+            key = "unclear"
     return READINGS[key].format(primary=primary.outcome)
 
 
@@ -874,8 +893,9 @@ def iso_ratio(
 ) -> pd.DataFrame:
     """How much the outcome varies among grid cells sharing one ratio, against across those sets.
 
-    Cells (seed means) are grouped by their exact ratio (to 9 significant digits); a set needs two or
-    more distinct (batch size, learning rate) cells: replicate seeds of one cell are not an iso-ratio set.
+    Cells (seed means; medians under include) are grouped by their exact ratio (to 9 significant digits);
+    a set needs two or more distinct (batch size, learning rate) cells: replicate seeds of one cell are not
+    an iso-ratio set.
     `within_sd` is the pooled standard deviation of the cell means inside the sets, `between_sd` that of
     the set means, `eta_squared` the share of the cell means' variance the ratio set explains.
 
@@ -888,7 +908,8 @@ def iso_ratio(
     cells of one set differ only by seed noise, so the within-set variance of the cell means is the seeds'
     variance over the seeds per cell. `seed_sd` is the pooled standard deviation between seeds of one
     cell, `invariance_f` that ratio of variances and `p_invariance` its F test (small: cells sharing a
-    ratio differ by more than their seeds do); all NaN with one seed.
+    ratio differ by more than their seeds do); all NaN with one seed, and the F test NaN under `include`,
+    where a cell is its seeds' median.
     """
     cells = cell_table(runs, outcomes, diverged)
     runs = with_diverged(runs)
@@ -900,7 +921,8 @@ def iso_ratio(
         scenario_runs = runs[in_scenario(runs, (experiment, model, dataset))]
         for outcome in outcomes:
             values = scenario[outcome].astype(float)
-            sizes = key.map(key.value_counts())
+            finite = key[np.isfinite(values)]
+            sizes = key.map(finite.value_counts()).fillna(0)
             shared = values[(sizes >= 2) & np.isfinite(values)]
             sets = shared.groupby(key[shared.index])
             seed_sd = pooled_seed_sd(scenario_runs, outcome)
@@ -921,8 +943,10 @@ def iso_ratio(
                 shuffled = rng.permuted(np.tile(shared.to_numpy(), (permutations, 1)), axis=1)
                 exceed = int((eta_squared(shuffled, labels) >= observed - 1e-12).sum())
                 p_permutation = (exceed + 1) / (permutations + 1)
-            invariance_f, p_invariance = seed_noise_test(
-                scenario_runs, outcome, scenario.loc[shared.index], float(within), degrees
+            invariance_f, p_invariance = (
+                seed_noise_test(scenario_runs, outcome, scenario.loc[shared.index], float(within), degrees)
+                if diverged == "exclude"  # under include a cell is its seeds' median, whose variance is not s^2/m
+                else (np.nan, np.nan)
             )
             rows.append(
                 summary + [within_sd, between_sd, observed, chance, p_permutation, seed_sd, invariance_f, p_invariance]

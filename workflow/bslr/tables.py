@@ -302,7 +302,8 @@ def primary_statement(analysis: Analysis, experiment: str, alpha: float, style: 
     groups = _family_size(table, experiment, primary.outcome, primary.method, "groups")
     return style.text(
         f"Primary analysis (analysis.primary): {METHOD_NAMES[primary.method]} of {primary.outcome} against "
-        f"the ratio batch size / learning rate, per scenario, over grid cells (seed means); two-sided; judged "
+        f"the ratio batch size / learning rate, per scenario, over grid cells (seed means; medians under "
+        f"include); two-sided; judged "
         f"after Holm over its confirmatory family, the {ratio} ratio tests of {experiment} (one per scenario), "
         f"at alpha = {alpha:g}. The per-group tests (fixed learning rate, fixed batch size) are a separate "
         f"family of {groups}, with Holm within it. Every other method and outcome, and the other divergence "
@@ -505,7 +506,8 @@ def sign_table(analysis: Analysis, experiment: str, alpha: float, style: Style) 
         f"Per-group tests significant at {alpha:g}, two-sided, raw / after Holm over the group family (the ratio "
         "tests are the headline's), with the predicted sign (negative for "
         "batch size and ratio, positive for learning rate; flipped for the gap and losses) and with the opposite "
-        "sign; the last column is the smallest p any small group's exact test could give."
+        "sign; the last column is the smallest p these groups' tests can give (exact: with their ties; Monte "
+        "Carlo: 2 / (R + 1))."
     )
     header = ["scenario", "outcome, method", "groups", "predicted sign", "opposite sign", "smallest attainable p"]
     return style.table(caption, [style.text(name) for name in header], rows, left=2)
@@ -581,7 +583,7 @@ def paper_table(
         smallest, threshold = exact["p_min"].min(), alpha / size
         verdict = "so none of these groups can be significant after Holm" if smallest > threshold else "reachable"
         caption += (
-            f" Smallest p an exact test of these groups can give: {smallest:.3g}; Holm's first step needs "
+            f" Smallest p these groups' tests can give: {smallest:.3g}; Holm's first step needs "
             f"p < {alpha:g}/{size} = {threshold:.2g}: {verdict}."
         )
     if method == analysis.primary.method:
