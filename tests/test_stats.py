@@ -1,5 +1,4 @@
 import itertools
-import math
 
 import numpy as np
 import pandas as pd
@@ -20,33 +19,9 @@ from bslr.stats import (
     correlations,
 )
 from bslr.tables import Latex, Markdown, markdown_table, paper_tables
-from conftest import exact_spearman
+from conftest import enumerated_p, exact_spearman, rank_numerators
 
 TESTS = {"pearson": scipy_stats.pearsonr, "spearman": scipy_stats.spearmanr, "kendall": scipy_stats.kendalltau}
-
-
-def rank_numerators(rank_x: np.ndarray, rank_y: np.ndarray, method: str) -> np.ndarray:
-    """Integer numerators of Spearman's rho (twice the centred rank products) or Kendall's tau (concordant
-    minus discordant pairs) of rank_x against each row of rank_y. A pairing's p needs no more: the
-    denominators do not change when one side is permuted."""
-    if method == "spearman":  # midranks are multiples of 1/2: twice the centred ranks are integers
-        return (2 * rank_y).astype(np.int64) @ (2 * rank_x - (len(rank_x) + 1)).astype(np.int64)
-    first, second = np.triu_indices(len(rank_x), 1)
-    sign_x = np.sign(rank_x[first] - rank_x[second]).astype(np.int64)
-    return np.sign(rank_y[..., first] - rank_y[..., second]).astype(np.int64) @ sign_x
-
-
-def enumerated_p(x, y, method: str) -> float:
-    """Two-sided p over every pairing, enumerating all n! permutations with itertools (not scipy): twice
-    the smaller fraction of pairings as far out as the observed one, either side, capped at 1."""
-    rank_x, rank_y = scipy_stats.rankdata(x), scipy_stats.rankdata(y)
-    n = len(rank_x)
-    order = np.fromiter(itertools.chain.from_iterable(itertools.permutations(range(n))), np.int8, math.factorial(n) * n)
-    numerators = np.concatenate(
-        [rank_numerators(rank_x, rank_y[chunk], method) for chunk in np.array_split(order.reshape(-1, n), 8)]
-    )
-    observed = rank_numerators(rank_x, rank_y, method)
-    return min(1.0, 2 * min((numerators >= observed).mean(), (numerators <= observed).mean()))
 
 
 def monte_carlo_p(x, y, method: str, resamples: int, seed: int) -> float:
