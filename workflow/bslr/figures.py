@@ -571,7 +571,7 @@ def iso_ratio_lines(batch_sizes: np.ndarray, lrs: np.ndarray) -> list[tuple[floa
     sets: dict[float, list[tuple[int, int]]] = {}
     for row, size in enumerate(batch_sizes):
         for column, lr in enumerate(lrs):
-            sets.setdefault(float(f"{size / lr:.9g}"), []).append((column, row))
+            sets.setdefault(stats.ratio_set(size / lr), []).append((column, row))
     shared = {ratio: cells for ratio, cells in sets.items() if len(cells) >= 2}
     largest = sorted(shared, key=lambda ratio: (-len(shared[ratio]), ratio))[:8]
     chosen = sorted(largest)
@@ -885,7 +885,7 @@ def iso_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]
     for index, (axes, (dataset, model)) in enumerate(zip(grid.flat, scenarios, strict=False)):
         scenario = runs[(runs["dataset"] == dataset) & (runs["model"] == model)]
         cells = grid_cells(scenario, outcome, settings["diverged"])
-        cells["ratio_set"] = cells["ratio"].map(lambda value: float(f"{value:.9g}"))
+        cells["ratio_set"] = cells["ratio"].map(stats.ratio_set)
         shared = cells[cells["ratio_set"].map(cells["ratio_set"].value_counts()) >= 2]
         results = shared[shared[outcome].notna()]
         spans = results.groupby("ratio_set")[outcome].agg(["min", "max"])

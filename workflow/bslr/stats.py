@@ -647,7 +647,7 @@ def ratio_regressions(cells: pd.DataFrame, outcomes: Sequence[str], primary: Pri
                 )
                 # batch size at a fixed ratio is seen only where two cells share a ratio; elsewhere its
                 # coefficient would rest on the spline's shape alone
-                ratios = (members["batch_size"] / members["lr"]).map(lambda value: float(f"{value:.9g}"))
+                ratios = (members["batch_size"] / members["lr"]).map(ratio_set)
                 if ratios.duplicated().any():
                     estimates += [float(beyond.params[-1]), *np.asarray(beyond.conf_int(0.05))[-1]]
                     estimates += [max(float(beyond.pvalues[-1]), P_FLOOR)]
@@ -888,6 +888,12 @@ def eta_squared(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return 1 - within / total
 
 
+def ratio_set(ratio: float) -> float:
+    """The key of a ratio's iso-ratio set: the ratio to 9 significant digits, so that 16 / 0.02 and
+    48 / 0.06 are one set whatever the rounding of their quotients."""
+    return float(f"{ratio:.9g}")
+
+
 def iso_ratio(
     runs: pd.DataFrame, outcomes: Sequence[str], diverged: str = "exclude", permutations: int = 9999, seed: int = 0
 ) -> pd.DataFrame:
@@ -917,7 +923,7 @@ def iso_ratio(
     rng = np.random.default_rng(seed)
     rows = []
     for (experiment, model, dataset), scenario in cells.groupby(SCENARIO, sort=True):
-        key = scenario["ratio"].map(lambda value: float(f"{value:.9g}"))
+        key = scenario["ratio"].map(ratio_set)
         scenario_runs = runs[in_scenario(runs, (experiment, model, dataset))]
         for outcome in outcomes:
             values = scenario[outcome].astype(float)
@@ -958,29 +964,28 @@ def seed_noise_test(runs: pd.DataFrame, outcome: str, cells: pd.DataFrame, withi
     """(F, p) of the within-set variance of the cell means, `within` / `degrees`, against what seed noise
     alone gives them: the pooled between-seed variance (all cells of the scenario) times the mean of
     1 / seeds over `cells`. NaN without replicate seeds."""
-    values = runs[outcome].astype(float)
-    finite = runs[np.isfinite(values)]
-    by_cell = finite.groupby(CELL)[outcome]
-    seed_degrees = int((by_cell.size() - 1).clip(lower=0).sum())
-    if seed_degrees == 0:
+    variance, seed_degrees, seeds_per_cell = pooled_seed_variance(runs, outcome)
+    seeds = seeds_per_cell.reindex(pd.MultiIndex.from_frame(cells[CELL])).to_numpy(dtype=float)
+    if seed_degrees == 0 or variance == 0 or not np.isfinite(seeds).all():
         return np.nan, np.nan
-    seed_variance = float(((finite[outcome] - by_cell.transform("mean")) ** 2).sum() / seed_degrees)
-    seeds = by_cell.size().reindex(pd.MultiIndex.from_frame(cells[CELL])).to_numpy(dtype=float)
-    if seed_variance == 0 or not np.isfinite(seeds).all():
-        return np.nan, np.nan
-    statistic = (within / degrees) / (seed_variance * float(np.mean(1 / seeds)))
+    statistic = (within / degrees) / (variance * float(np.mean(1 / seeds)))
     return float(statistic), float(scipy_stats.f.sf(statistic, degrees, seed_degrees))
+
+
+def pooled_seed_variance(runs: pd.DataFrame, outcome: str) -> tuple[float, int, pd.Series]:
+    """(variance, degrees of freedom, finite seeds per cell) of an outcome between seeds of one cell,
+    pooled over cells; NaN and 0 without replicates."""
+    finite = runs[np.isfinite(runs[outcome].astype(float))]
+    by_cell = finite.groupby(CELL)[outcome]
+    degrees = int((by_cell.size() - 1).clip(lower=0).sum())
+    if degrees == 0:
+        return float("nan"), 0, by_cell.size()
+    return float(((finite[outcome] - by_cell.transform("mean")) ** 2).sum() / degrees), degrees, by_cell.size()
 
 
 def pooled_seed_sd(runs: pd.DataFrame, outcome: str) -> float:
     """Pooled standard deviation of an outcome between seeds of one cell; NaN without replicates."""
-    values = runs[outcome].astype(float)
-    finite = runs[np.isfinite(values)]
-    by_cell = finite.groupby(CELL)[outcome]
-    degrees = int((by_cell.size() - 1).clip(lower=0).sum())
-    if degrees == 0:
-        return float("nan")
-    return float(np.sqrt(((finite[outcome] - by_cell.transform("mean")) ** 2).sum() / degrees))
+    return float(np.sqrt(pooled_seed_variance(runs, outcome)[0]))
 
 
 # --- everything `bslr stats` writes ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -492,11 +492,7 @@ def report(
             return "diverged"
         if not evaluated[index]:
             return f"reached the target at step {progress.reached[index]}"
-        text = (
-            f"train loss {values['train_loss']:.4f} acc {values['train_acc']:.4f}, "
-            f"test loss {values['test_loss']:.4f} acc {values['test_acc']:.4f}"
-        )
-        return text + (" (target reached)" if progress.reached[index] == step else "")
+        return metrics_text(values) + (" (target reached)" if progress.reached[index] == step else "")
 
     runs = "; ".join(
         f"lr {lr:g}: {state(index, values)}" for index, (lr, values) in enumerate(zip(lrs, metrics, strict=True))
@@ -505,6 +501,14 @@ def report(
         f"epoch {budget.epoch_of(step)}/{budget.epochs} (step {step}/{budget.steps}, {seconds:.1f} s, "
         f"about {remaining:.0f} s left): {runs}",
         flush=True,
+    )
+
+
+def metrics_text(values: Mapping[str, float]) -> str:
+    """One run's evaluation as a log line shows it."""
+    return (
+        f"train loss {values['train_loss']:.4f} acc {values['train_acc']:.4f}, "
+        f"test loss {values['test_loss']:.4f} acc {values['test_acc']:.4f}"
     )
 
 
@@ -517,13 +521,7 @@ def replay(budget: Budget, lrs: list[float], progress: Progress) -> None:
             by_step.setdefault(int(row["step"]), {})[index] = row
     for step in sorted(by_step):
         runs = "; ".join(
-            f"lr {lr:g}: "
-            + (
-                f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}, "
-                f"test loss {row['test_loss']:.4f} acc {row['test_acc']:.4f}"
-                if (row := by_step[step].get(index)) is not None
-                else "not evaluated"
-            )
+            f"lr {lr:g}: " + (metrics_text(row) if (row := by_step[step].get(index)) is not None else "not evaluated")
             for index, lr in enumerate(lrs)
         )
         print(
