@@ -513,17 +513,19 @@ def add_intervals(table: pd.DataFrame, runs: pd.DataFrame, resamples: int, seed:
     from normal), Fisher z for the per-rate and per-size groups."""
     cells = cell_table(runs, list(dict.fromkeys(table["outcome"])), diverged)
     by_scenario = dict(list(cells.groupby(SCENARIO, sort=False)))
-    table = table.assign(ci_low=np.nan, ci_high=np.nan, ci_method="")
-    for index, row in table.iterrows():
-        if row["group"] == "ratio":
-            members = by_scenario[(row["experiment"], row["model"], row["dataset"])]
-            x, y = members["ratio"].to_numpy(), members[row["outcome"]].to_numpy()
-            interval, how = bootstrap_interval(x, y, row["method"], resamples, seed), CELL_BOOTSTRAP
+    low, high, methods = [], [], []
+    for row in table.itertuples(index=False):
+        if row.group == "ratio":
+            members = by_scenario[(row.experiment, row.model, row.dataset)]
+            x, y = members["ratio"].to_numpy(), members[row.outcome].to_numpy()
+            interval, how = bootstrap_interval(x, y, row.method, resamples, seed), CELL_BOOTSTRAP
         else:
-            interval, how = fisher_interval(row["statistic"], row["n"], row["method"]), "Fisher z"
-        if np.isfinite(interval[0]):
-            table.loc[index, ["ci_low", "ci_high", "ci_method"]] = [interval[0], interval[1], how]
-    return table
+            interval, how = fisher_interval(row.statistic, row.n, row.method), "Fisher z"
+        finite = bool(np.isfinite(interval[0]))
+        low.append(interval[0] if finite else np.nan)
+        high.append(interval[1] if finite else np.nan)
+        methods.append(how if finite else "")
+    return table.assign(ci_low=np.array(low, dtype=float), ci_high=np.array(high, dtype=float), ci_method=methods)
 
 
 # --- beyond single correlations ----------------------------------------------------------------------------------
