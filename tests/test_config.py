@@ -58,7 +58,7 @@ def test_defaults_are_filled_and_threads_stay_out_of_the_protocol():
         "tf32": True,
         "channels_last": "auto",
         "compile": False,
-        "pack": {"size": 1, "learner": "serial"},
+        "pack": {"size": "auto", "learner": "serial"},
         "budget": {"steps": None, "target": None},
         "evaluation": {"every": 1, "unit": "epochs"},
         "measures": [],

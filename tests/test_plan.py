@@ -1,6 +1,7 @@
 """The plan: torch-free, the one place that knows the grid, the packs and the training paths."""
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -54,13 +55,13 @@ def test_a_plan_in_process_imports_nothing_heavy():
 
 def packing(size, learner="serial", lrs=(0.05, 0.1, 0.15, 0.2, 0.25)) -> Plan:
     config = tiny_config(learning_rates=list(lrs), pack={"size": size, "learner": learner})
-    config["experiments"]["alone"] = tiny_config()["experiments"]["tiny"]
+    config["experiments"]["alone"] = dict(tiny_config()["experiments"]["tiny"], pack={"size": 1})
     return Plan(config)
 
 
 def test_packs_are_chunks_of_the_learning_rates_in_config_order():
-    assert packing("all").chunks("tiny") == [(0.05, 0.1, 0.15, 0.2, 0.25)]
-    assert packing(2).chunks("tiny") == [(0.05, 0.1), (0.15, 0.2), (0.25,)]
+    assert packing("all").chunks("tiny", "mnist1d", "mlp") == [(0.05, 0.1, 0.15, 0.2, 0.25)]
+    assert packing(2).chunks("tiny", "mnist1d", "mlp") == [(0.05, 0.1), (0.15, 0.2), (0.25,)]
     rules = packing(2).train_rules()
     assert [(rule.name, rule.experiment, rule.lrs) for rule in rules] == [
         ("train_tiny_mnist1d_mlp_pack1", "tiny", (0.05, 0.1)),
@@ -81,6 +82,46 @@ def test_packs_are_chunks_of_the_learning_rates_in_config_order():
     # and ceil(2 runs x 2 epochs x 0.05 min x 1.5))
     assert pack.inputs == ["resources/data/mnist1d/mnist1d.npz"] and pack.execution == "results/execution/tiny.json"
     assert pack.threads == 1 and pack.resources == {"gpu": 0, "gpu_slots": 0, "mem_mb": 2000, "runtime": 11}
+
+
+def pack_sizes(plan: Plan) -> dict[str, list[int] | None]:
+    """Training rule -> the sizes of its packs (None: one run per job, the learning rate a wildcard)."""
+    return {rule.name: None if rule.lrs is None else len(rule.lrs) for rule in plan.train_rules()}
+
+
+def test_by_default_runs_are_packed_into_jobs_of_about_15_minutes_and_long_runs_stay_alone():
+    """`pack.size: auto`: a job's imports and data loading (3 to 5 s on a CPU) are paid once for all the runs
+    that fit in about 15 minutes of the runtime estimate (1.5 x epochs x the data set's minutes per epoch x
+    the model's cost), serial and so bitwise the runs trained alone."""
+    # a researcher's first grid: 3 epochs of MNIST-1D (0.225 min a run): each batch size and seed one job
+    mine = tiny_config(models=["mlp", "cnn1d"], batch_sizes=[32, 64, 128], learning_rates=[0.05, 0.1, 0.2], epochs=3)
+    mine["experiments"]["tiny"]["seeds"] = [0, 1]
+    plan = Plan(mine)
+    assert pack_sizes(plan) == {"train_tiny_mnist1d_mlp": 3, "train_tiny_mnist1d_cnn1d": 3}
+    assert {plan.spec(run).learner for run in plan.runs} == {"serial"}  # the default learner: exact
+    # 30 epochs (2.25 min a run): 6 fit in 15 minutes, so 20 learning rates take 4 packs, spread as 5 each
+    lrs = [round(0.01 * step, 2) for step in range(1, 21)]
+    plan = Plan(tiny_config(learning_rates=lrs, epochs=30))
+    assert plan.chunks("tiny", "mnist1d", "mlp") == [tuple(lrs[start : start + 5]) for start in range(0, 20, 5)]
+    assert {rule.resources["runtime"] for rule in plan.train_rules()} == {10 + math.ceil(5 * 30 * 0.05 * 1.5)}
+    # a stacked pack takes half its runs' time: 13 fit, so the 20 take 2 packs of 10
+    plan = Plan(tiny_config(learning_rates=lrs, epochs=30, pack={"learner": "stacked"}))
+    assert [len(chunk) for chunk in plan.chunks("tiny", "mnist1d", "mlp")] == [10, 10]
+    # the paper's runs (200 epochs of ResNet-110 on CIFAR-10, about 10 hours estimated) stay one per job
+    paper = tiny_config(models=["resnet110"], datasets=["cifar10"], epochs=200)
+    assert pack_sizes(Plan(paper)) == {"train_tiny_cifar10_resnet110": None}
+    # 100 epochs of MNIST-1D (7.5 min a run): two per job
+    assert pack_sizes(Plan(tiny_config(epochs=100))) == {"train_tiny_mnist1d_mlp_pack1": 2, "train_tiny_mnist1d_mlp_pack2": 1}
+
+
+def test_a_run_without_a_time_estimate_is_a_job_of_its_own(workdir):
+    """A config's own model has no estimate (it gives `runtime`): auto leaves its runs one per job."""
+    from user_entries import user_config
+
+    config = user_config(
+        {"cnn": {"factory": "mynets:small_cnn"}}, {"images": {"format": "npz", "path": "data/images.npz"}}
+    )
+    assert set(pack_sizes(Plan(config)).values()) == {None}
 
 
 def test_a_pack_of_one_has_the_paths_of_its_run():

@@ -46,7 +46,7 @@ def tree_with_every_state(root) -> None:
 
 
 def test_status_names_every_state_maps_it_and_estimates_the_time_left(tmp_path, capsys):
-    config = write_config(tmp_path, tiny_config())
+    config = write_config(tmp_path, tiny_config(pack={"size": 1}))  # a job per run: a log per run
     tree_with_every_state(tmp_path)
     assert main(["status", "--configfile", str(config), "--directory", str(tmp_path)]) == 0
     out = capsys.readouterr().out

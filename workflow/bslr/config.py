@@ -588,39 +588,74 @@ def evaluations(budget: Any) -> int:
     return math.ceil(budget.epochs / budget.every)
 
 
+def run_minutes(config: dict[str, Any], experiment: str, model: str, dataset: str, catalog: Catalog) -> float | None:
+    """The estimated minutes of one run trained alone, generous on purpose (a job killed by its time limit
+    costs more than one that waits longer in the queue); None where a model or data set of the config's own
+    has no estimate. The time per epoch is the data set's (`minutes_per_epoch`, one run on one GPU; CPU for
+    MNIST-1D) times the model's relative cost."""
+    settings = training_settings(config, experiment)
+    spec, data, network = config["experiments"][experiment], catalog.datasets[dataset], catalog.models[model]
+    if data.minutes_per_epoch is None or network.cost is None:
+        return None
+    budgets = [planned_budget(settings, spec, size, data) for size in spec["batch_sizes"]]
+    # the most epochs any batch size may take, in epochs evaluated once each as `minutes_per_epoch` assumes;
+    # each further evaluation costs up to half an epoch (a full pass over both sets: 0.34 to 0.52 of a
+    # training epoch measured on CIFAR), and the measures up to a third more (18-34% in docs/findings.md)
+    epochs = max(budget.epochs + EVALUATION_COST * max(0, evaluations(budget) - budget.epochs) for budget in budgets)
+    minutes = epochs * data.minutes_per_epoch * network.cost * 1.5
+    return minutes * MEASURE_COST if settings["measures"] else minutes
+
+
+def pack_share(learner: str, runs: int) -> float:
+    """A pack's time in runs' times: a serial pack takes its runs one after another; a stacked pack half of
+    that (its runs share each batched kernel), never less than one run."""
+    return max(1.0, runs / 2) if resolve_learner(learner, runs) == "stacked" else float(runs)
+
+
+AUTO_PACK_MINUTES = 15.0  # `pack.size: auto`: runs per job, as many as fit in this estimate
+
+
+def pack_size(config: dict[str, Any], experiment: str, model: str, dataset: str, catalog: Catalog) -> int:
+    """Learning rates per training job. `auto`: the most whose job is estimated at AUTO_PACK_MINUTES or less
+    (`run_minutes`), spread evenly over the packs that takes; one where a run has no estimate. Each job
+    then starts Python, imports torch and reads its data once for all its runs (3 to 5 s on a CPU), while
+    a run of hours stays a job of its own, which a cluster can place apart."""
+    lrs = len(config["experiments"][experiment]["learning_rates"])
+    size = training_settings(config, experiment)["pack"]["size"]
+    if size == "all":
+        return lrs
+    if size != "auto":
+        return min(size, lrs)
+    per_run = run_minutes(config, experiment, model, dataset, catalog)
+    if per_run is None:
+        return 1
+    learner = training_settings(config, experiment)["pack"]["learner"]
+    fits = max([1] + [runs for runs in range(1, lrs + 1) if per_run * pack_share(learner, runs) <= AUTO_PACK_MINUTES])
+    packs = math.ceil(lrs / fits)
+    return math.ceil(lrs / packs)
+
+
 def job_resources(
     config: dict[str, Any], experiment: str, model: str, dataset: str, runs: int = 1, catalog: Catalog | None = None
 ) -> dict[str, int]:
     """Resources of one training job of `runs` runs: `gpu` count, `gpu_slots`, `mem_mb`, `runtime` (minutes).
 
     `gpu_slots` is 1 for a job on a GPU: `snakemake --resources gpu_slots=4` runs four jobs per GPU
-    (see docs/performance.md). A serial pack takes its runs' time one after another; a stacked pack is
-    given half of that (its runs share each batched kernel), never less than one run's. The time per
-    epoch is the data set's (`minutes_per_epoch`, one run on one GPU; CPU for MNIST-1D; generous on
-    purpose: a job killed by its time limit costs more than one that waits longer in the queue) times the
-    model's relative cost; a config's own models and data sets give `runtime` instead.
+    (see docs/performance.md). `runtime: auto` is the pack's share of its runs' estimate (`pack_share`,
+    `run_minutes`) and 10 minutes more; a config's own models and data sets give `runtime` instead.
     """
     settings = training_settings(config, experiment)
     catalog = catalog or catalog_of(config)
-    spec, data, network = config["experiments"][experiment], catalog.datasets[dataset], catalog.models[model]
-    budgets = [planned_budget(settings, spec, size, data) for size in spec["batch_sizes"]]
-    # the most epochs any batch size may take, in epochs evaluated once each as `minutes_per_epoch` assumes;
-    # each further evaluation costs up to half an epoch (a full pass over both sets: 0.34 to 0.52 of a
-    # training epoch measured on CIFAR), and the measures up to a third more (18-34% in docs/findings.md)
-    epochs = max(budget.epochs + EVALUATION_COST * max(0, evaluations(budget) - budget.epochs) for budget in budgets)
     wants_gpu = dataset != "mnist1d" and settings["device"] != "cpu"
     runtime = settings["runtime"]
     if runtime == "auto":
-        per_run = epochs * data.minutes_per_epoch * network.cost * 1.5
-        if settings["measures"]:
-            per_run *= MEASURE_COST
-        share = max(1.0, runs / 2) if resolve_learner(settings["pack"]["learner"], runs) == "stacked" else runs
-        runtime = math.ceil(per_run * share) + 10
+        per_run = run_minutes(config, experiment, model, dataset, catalog)
+        runtime = math.ceil(per_run * pack_share(settings["pack"]["learner"], runs)) + 10
     gpu = int(wants_gpu) if settings["gpus"] == "auto" else settings["gpus"]
     return {
         "gpu": gpu,
         "gpu_slots": int(gpu > 0),
-        "mem_mb": data.memory_mb if settings["mem_mb"] == "auto" else settings["mem_mb"],
+        "mem_mb": catalog.datasets[dataset].memory_mb if settings["mem_mb"] == "auto" else settings["mem_mb"],
         "runtime": runtime,
     }
 

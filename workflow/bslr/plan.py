@@ -22,7 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from bslr.catalog import BUILTIN_DATASETS, FIGURES, Catalog, missing_data_message
-from bslr.config import EXECUTION_KEYS, RunSpec, format_lr, job_resources, run_spec, training_settings, validate_config
+from bslr.config import (
+    EXECUTION_KEYS,
+    RunSpec,
+    format_lr,
+    job_resources,
+    pack_size,
+    run_spec,
+    training_settings,
+    validate_config,
+)
 from bslr.registry import catalog_of
 
 # Per-run results (the output contract), and per-pack files: `{lrs}` is the pack's learning rate, or its
@@ -229,11 +238,12 @@ class Plan:
     def training(self, experiment: str) -> dict[str, Any]:
         return training_settings(self.config, experiment)
 
-    def chunks(self, experiment: str) -> list[tuple[float, ...]]:
-        """The experiment's learning rates, in config order, cut into packs of at most `pack.size`."""
+    @functools.cache  # noqa: B019 (as `training`)
+    def chunks(self, experiment: str, dataset: str, model: str) -> list[tuple[float, ...]]:
+        """The experiment's learning rates, in config order, cut into packs of at most `pack.size` (under
+        `auto`, of the size `pack_size` finds for this model and data set)."""
         lrs = self.config["experiments"][experiment]["learning_rates"]
-        size = self.training(experiment)["pack"]["size"]
-        size = len(lrs) if size == "all" else size
+        size = pack_size(self.config, experiment, model, dataset, self.catalog)
         return [tuple(lrs[start : start + size]) for start in range(0, len(lrs), size)]
 
     def missing_data(self, root: Path = Path(".")) -> list[str]:
@@ -291,15 +301,17 @@ class Plan:
 
     def pack_lrs(self, run: Run) -> tuple[float, ...]:
         """The learning rates of the pack that trains `run` (its own alone where runs are not packed)."""
-        return next(chunk for chunk in self.chunks(run.experiment) if run.lr in chunk)
+        return next(chunk for chunk in self.chunks(run.experiment, run.dataset, run.model) if run.lr in chunk)
 
     def train_rules(self) -> list[TrainRule]:
         """A rule per (experiment, data set, model) and chunk of learning rates: `train_<experiment>_<data
         set>_<model>`, with `_pack<k>` where the learning rates are cut into several packs."""
         rules = []
         for experiment, dataset, model in scenarios(self.config):
-            size = self.training(experiment)["pack"]["size"]
-            chunks = [None] if size == 1 else self.chunks(experiment)
+            chunks = self.chunks(experiment, dataset, model)
+            # one run per job: the learning rate a wildcard of one rule (`all` or N keep their fixed packs)
+            one_per_job = self.training(experiment)["pack"]["size"] in (1, "auto") and len(chunks[0]) == 1
+            chunks = [None] if one_per_job else chunks
             for index, lrs in enumerate(chunks, 1):
                 name = f"train_{experiment}_{dataset}_{model}" + (f"_pack{index}" if len(chunks) > 1 else "")
                 runs = 1 if lrs is None else len(lrs)
