@@ -43,7 +43,7 @@ def slurm(tmp_path_factory):
 
 
 def grid_config() -> dict:
-    return tiny_config(batch_sizes=[64, 128], learning_rates=[0.05, 0.1])
+    return tiny_config(batch_sizes=[64, 128], learning_rates=[0.05, 0.1], pack={"size": 1})  # a job per run
 
 
 def slurm_job_ids(workdir: Path) -> dict[str, str]:

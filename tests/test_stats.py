@@ -592,7 +592,7 @@ def test_include_summarizes_a_cell_by_its_seeds_median_so_one_diverged_seed_is_n
 def test_ratio_intervals_say_what_they_resample_and_are_conservative_for_a_fixed_grid():
     """The ratio rows' BCa interval resamples cells as if they were a random sample of settings, and
     `ci_method` says so. For repeats of one fixed grid (simulated: the default grid, accuracy linear in log
-    ratio, 60 noise draws) it is conservative, as the README states: it covers the median estimate more
+    ratio, 60 noise draws) it is conservative, as docs/statistics.md states: it covers the median estimate more
     than 95% of the time and is wider than the estimate's own spread."""
     from bslr.stats import CELL_BOOTSTRAP, bootstrap_interval
 

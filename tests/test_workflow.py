@@ -159,7 +159,7 @@ def test_protocol_change_retrains_and_new_learning_rates_train_alone(tiny_workfl
     changed["training"] = {"eval_batch_size": 500, "workers": 2, "keep_checkpoints": True, "deterministic": True}
     assert planned_jobs(tiny_workflow, write_config(tmp_path, changed)) == {"execution_options": 1}
 
-    changed = tiny_config(momentum=0.9)
+    changed = tiny_config(momentum=0.9, pack={"size": 1})
     assert training_jobs(planned_jobs(tiny_workflow, write_config(tmp_path, changed))) == 9
     # the same on the command line, in Snakemake's nested form (its values arrive as strings)
     config_path = tiny_workflow / "config.yaml"
@@ -167,7 +167,7 @@ def test_protocol_change_retrains_and_new_learning_rates_train_alone(tiny_workfl
     assert training_jobs(planned_jobs(tiny_workflow, config_path, "--config", "training={momentum: 0.9}")) == 3
     assert planned_jobs(tiny_workflow, config_path, "--config", "training={threads: 2, eval_batch_size: 1000}") == {}
 
-    changed = tiny_config(learning_rates=[0.05, 0.1, 0.15, 0.2])
+    changed = tiny_config(learning_rates=[0.05, 0.1, 0.15, 0.2], pack={"size": 1})
     jobs = planned_jobs(tiny_workflow, write_config(tmp_path, changed))
     assert jobs["train_tiny_mnist1d_mlp"] == 3 and jobs["aggregate"] == 1
 
@@ -185,7 +185,7 @@ def test_configfile_replaces_the_default_experiments(tmp_path):
 def test_packs_train_every_run_and_re_packing_a_serial_experiment_re_trains_nothing(tiny_workflow, tmp_path):
     """The shared run trained packs of three (SHARED_PACK); this trains batch size 64 one run per job (about
     40 s on 2 cores: three training jobs, each importing torch, and five plans)."""
-    separate = {"separate": dict(tiny_config()["experiments"]["tiny"], batch_sizes=[64])}
+    separate = {"separate": dict(tiny_config()["experiments"]["tiny"], batch_sizes=[64], pack={"size": 1})}
     both = tiny_config(pack=SHARED_PACK)
     both["experiments"].update(separate)
     jobs = planned_jobs(tmp_path, write_config(tmp_path, both, "both.yaml"))
