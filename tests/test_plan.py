@@ -111,7 +111,10 @@ def test_by_default_runs_are_packed_into_jobs_of_about_15_minutes_and_long_runs_
     paper = tiny_config(models=["resnet110"], datasets=["cifar10"], epochs=200)
     assert pack_sizes(Plan(paper)) == {"train_tiny_cifar10_resnet110": None}
     # 100 epochs of MNIST-1D (7.5 min a run): two per job
-    assert pack_sizes(Plan(tiny_config(epochs=100))) == {"train_tiny_mnist1d_mlp_pack1": 2, "train_tiny_mnist1d_mlp_pack2": 1}
+    assert pack_sizes(Plan(tiny_config(epochs=100))) == {
+        "train_tiny_mnist1d_mlp_pack1": 2,
+        "train_tiny_mnist1d_mlp_pack2": 1,
+    }
 
 
 def test_a_run_without_a_time_estimate_is_a_job_of_its_own(workdir):
