@@ -292,6 +292,32 @@ def test_report_bundles_every_figure_and_the_table(tiny_workflow):
     assert all(f'"labels": {{"figure": "{FIGURES[name].title}"}}' in text for name in ALL_FIGURES)
 
 
+def test_a_report_of_results_another_config_wrote_last_is_refused_with_the_fix(tiny_workflow, tmp_path):
+    """The aggregate, statistics and figures have one path whatever the config: after another config ran in
+    the same directory (here one batch size of the grid, aggregated without training), `--report` of the
+    first would bundle that config's tables beside figures drawn from older ones. It stops with one line
+    instead, and so it does while this config's figures are older than its runs table. On a copy of the
+    shared workflow."""
+    workdir = tmp_path / "copy"
+    shutil.copytree(tiny_workflow, workdir, symlinks=True)
+    config_path = workdir / "config.yaml"
+    other = write_config(tmp_path, tiny_config(batch_sizes=[64], pack=SHARED_PACK), "other.yaml")
+    snakemake(workdir, other, "--cores", "1", "results/aggregate/runs.parquet")
+    report = workdir / "refused.zip"
+    refused = snakemake(workdir, config_path, "--report", str(report), check=False)
+    assert refused.returncode != 0 and not report.exists()
+    assert (
+        "bslr: no report: results/aggregate/runs.parquet holds another config's runs (3 of experiments tiny; "
+        "this config has 9): run the workflow with this config first (snakemake --cores N, the same config "
+        "files), which aggregates, tests and draws its runs, then --report"
+    ) in refused.stderr
+    assert "Traceback" not in refused.stderr
+    snakemake(workdir, config_path, "--cores", "1", "results/aggregate/runs.parquet")  # its runs again
+    refused = snakemake(workdir, config_path, "--report", str(report), check=False)
+    assert refused.returncode != 0 and not report.exists()
+    assert "of this config's tables and figures are missing or older than its runs table (first: " in refused.stderr
+
+
 def test_methods_without_kendall_still_write_every_statistics_output(tiny_workflow, tmp_path):
     copy = tmp_path / "workflow"  # the shared run's results and Snakemake's records of them, left as they are
     shutil.copytree(tiny_workflow, copy, symlinks=True)

@@ -50,6 +50,9 @@ FIGURES_DIR = SCENARIO_FIGURE[: SCENARIO_FIGURE.index("{")]  # where every figur
 STUDY_FIGURE = "results/figures/{name}.{extension}"
 STUDY_FIGURE_LOG = "logs/figures/{name}.log"
 
+# What the aggregate rule writes: every run's row, and every evaluation of every run.
+AGGREGATE_OUTPUTS = {"runs": "results/aggregate/runs.parquet", "epochs": "results/aggregate/epochs.parquet"}
+
 # What the stats rule writes, by the names of its outputs (`bslr stats --output NAME=PATH`).
 STATS_OUTPUTS = {
     "csv": "results/stats/correlations.csv",
@@ -298,6 +301,40 @@ class Plan:
             f"{len(replaced)} trained runs would be re-trained to the same paths, replacing their results, "
             f"because their settings changed ({shown}{more})"
         )
+
+    def report_problem(self, root: Path = Path(".")) -> str:
+        """Why `snakemake --report` of this config would fail or show another config's results, or empty.
+
+        The aggregate, the statistics and the figures have one path whatever the config, so a working
+        directory in which another config ran last holds that config's tables (and this config's figures
+        drawn from older ones). Snakemake's report runs nothing: it bundles what is on disk."""
+        import pyarrow.parquet as pq
+
+        runs_table = root / AGGREGATE_OUTPUTS["runs"]
+        run_first = "run the workflow with this config first (snakemake --cores N, the same config files)"
+        if not runs_table.is_file():
+            return f"{AGGREGATE_OUTPUTS['runs']} does not exist yet: {run_first}, then --report"
+        recorded = pq.read_table(runs_table, columns=list(PATH_KEYS)).to_pylist()
+        found = {Run(**{key: row[key] for key in PATH_KEYS}) for row in recorded}
+        if found != set(self.runs):
+            experiments = ", ".join(sorted({run.experiment for run in found})) or "none"
+            return (
+                f"{AGGREGATE_OUTPUTS['runs']} holds another config's runs ({len(found)} of experiments {experiments}; "
+                f"this config has {len(self.runs)}): {run_first}, which aggregates, tests and draws its runs, "
+                "then --report"
+            )
+        aggregated = runs_table.stat().st_mtime
+        stale = [
+            path
+            for path in [*STATS_OUTPUTS.values(), *self.figure_files()]
+            if not (root / path).is_file() or (root / path).stat().st_mtime < aggregated
+        ]
+        if stale:
+            return (
+                f"{len(stale)} of this config's tables and figures are missing or older than its runs table "
+                f"(first: {stale[0]}): {run_first}, then --report"
+            )
+        return ""
 
     def pack_lrs(self, run: Run) -> tuple[float, ...]:
         """The learning rates of the pack that trains `run` (its own alone where runs are not packed)."""

@@ -2,8 +2,7 @@ rule aggregate:
     input:
         PLAN.run_files(),
     output:
-        runs="results/aggregate/runs.parquet",
-        epochs="results/aggregate/epochs.parquet",
+        **AGGREGATE_OUTPUTS,
     log:
         "logs/aggregate.log",
     localrule: True

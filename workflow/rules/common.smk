@@ -6,6 +6,7 @@ try:
     from bslr.catalog import FIGURES
     from bslr.errors import ConfigError
     from bslr.plan import (
+        AGGREGATE_OUTPUTS,
         EXECUTION,
         EXECUTION_LOG,
         FIGURES_DIR,
@@ -46,6 +47,17 @@ if workflow.output_settings.dryrun and workflow.is_main_process:
             f"bslr: warning: {message}; a real run stops before any job",
             file=sys.stderr,
         )
+
+# `snakemake --report` bundles what is on disk and runs nothing: it refuses another config's tables, or this
+# config's figures older than them, with the command that brings them up to date (`--report-after-run` runs
+# the workflow first, and needs no check). Snakemake tells a workflow no more about its command than argv.
+REPORT_ONLY = any(
+    argument == "--report" or argument.startswith("--report=") for argument in sys.argv
+) and not any(argument.startswith("--report-after-run") for argument in sys.argv)
+if REPORT_ONLY and workflow.is_main_process:
+    problem = PLAN.report_problem()
+    if problem:
+        sys.exit(f"bslr: no report: {problem}")
 
 
 wildcard_constraints:
