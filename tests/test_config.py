@@ -43,6 +43,8 @@ def test_defaults_are_filled_and_threads_stay_out_of_the_protocol():
     assert config["training"] == {
         "momentum": 0.0,
         "weight_decay": 0.0,
+        "optimizer": {"name": "sgd", "nesterov": False},
+        "schedule": {"decay": "constant", "unit": "epochs", "warmup": 0},
         "augment": "standard",
         "device": "auto",
         "eval_batch_size": 1000,

@@ -62,7 +62,7 @@ GRID_KEYS = ("models", "datasets", "batch_sizes", "learning_rates", "seeds", "ep
 # from their defaults (and `measurement` only with measures on), so that the settings of a config written
 # before them stay what they were and Snakemake re-trains none of its runs. `RunSpec.of` puts them back
 # for the code that trains.
-DEFAULTED_PROTOCOL_KEYS = ("budget", "evaluation", "measures", "measurement")
+DEFAULTED_PROTOCOL_KEYS = ("budget", "evaluation", "measures", "measurement", "optimizer", "schedule")
 
 
 def format_lr(lr: float) -> str:
@@ -257,13 +257,43 @@ def _protocol_defaults() -> str:
     return json.dumps({key: training[key] for key in DEFAULTED_PROTOCOL_KEYS})
 
 
+OPTIMIZERS = ("sgd", "adam", "adamw")
+# The keys each optimizer takes besides `name` (momentum and weight_decay are `training` keys of their own),
+# and their defaults: torch.optim's.
+OPTIMIZER_KEYS: dict[str, dict[str, Any]] = {
+    "sgd": {"nesterov": False},
+    "adam": {"betas": [0.9, 0.999], "eps": 1e-8},
+    "adamw": {"betas": [0.9, 0.999], "eps": 1e-8},
+}
+# What the theory says stays fixed along an iso-line of each optimizer (runs.parquet's `optimizer_ratio_name`):
+# SGD's noise temperature lr / B, with heavy-ball momentum m the effective rate lr / (1 - m); Adam's square-root
+# rule (Malladi et al. 2022), B / lr^2.
+CONSTANT_SCHEDULE = {"decay": "constant", "unit": "epochs", "warmup": 0}
+RATIO_NAMES = {"sgd": "B/lr", "sgd_momentum": "B(1-m)/lr", "adam": "B/lr^2", "adamw": "B/lr^2"}
+
+
 @dataclass(frozen=True)
-class SGDRule:
-    """How SGD updates one run's weights: its learning rate, heavy-ball momentum and L2 weight decay."""
+class UpdateRule:
+    """How the optimizer updates one run's weights: its learning rate (the schedule's peak), and the
+    optimizer with its settings (torch.optim's arithmetic; weight decay is L2 in the gradient for SGD and
+    Adam, decoupled for AdamW)."""
 
     lr: float
     momentum: float = 0.0
     weight_decay: float = 0.0
+    optimizer: str = "sgd"
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+
+def optimizer_scaling(optimizer: str, momentum: float, batch_size: int, lr: float) -> tuple[float, float, str]:
+    """(effective learning rate, the ratio the theory says governs the optimizer, its name): lr / (1 - m)
+    and B (1 - m) / lr for SGD with heavy-ball momentum m (B / lr without), lr and B / lr^2 for Adam(W)."""
+    if optimizer == "sgd":
+        effective = lr / (1 - momentum)
+        return effective, batch_size / effective, RATIO_NAMES["sgd_momentum" if momentum else "sgd"]
+    return lr, batch_size / lr**2, RATIO_NAMES[optimizer]
 
 
 @dataclass(frozen=True)
@@ -299,6 +329,8 @@ class RunSpec:
     download: bool
     budget: Mapping[str, Any] = field(hash=False)
     evaluation: Mapping[str, Any] = field(hash=False)
+    optimizer: Mapping[str, Any] = field(hash=False)  # `name` and that optimizer's keys (OPTIMIZER_KEYS)
+    schedule: Mapping[str, Any] = field(hash=False)  # the learning rate's course (`bslr.schedule`)
     measures: tuple[str, ...] = ()
     measurement: Mapping[str, Any] = field(default_factory=dict, hash=False)
     pack_learning_rates: tuple[float, ...] | None = None  # a non-serial pack's, whose runs depend on each other
@@ -347,8 +379,22 @@ class RunSpec:
         return dict(sorted(settings.items()))
 
     @property
-    def sgd(self) -> SGDRule:
-        return SGDRule(self.lr, self.momentum, self.weight_decay)
+    def update_rule(self) -> UpdateRule:
+        settings = self.optimizer
+        return UpdateRule(
+            self.lr,
+            self.momentum,
+            self.weight_decay,
+            settings["name"],
+            settings.get("nesterov", False),
+            tuple(settings.get("betas", (0.9, 0.999))),
+            settings.get("eps", 1e-8),
+        )
+
+    @property
+    def scaling(self) -> tuple[float, float, str]:
+        """(effective learning rate, the optimizer's own ratio, its name): `optimizer_scaling`."""
+        return optimizer_scaling(self.optimizer["name"], self.momentum, self.batch_size, self.lr)
 
     @property
     def model_entry(self) -> ModelSpec:
@@ -441,6 +487,7 @@ def validate_config(
             experiment.pop(key, None)
 
     resolve_entries(config)
+    resolve_optimizers(config)
     catalog = catalog_of(config)
     for name, experiment in config["experiments"].items():
         prefix = f"experiments.{name}"
@@ -470,9 +517,92 @@ def validate_config(
                 )
         training = training_settings(config, name)
         check_budget(name, experiment, training, catalog)
+        check_schedule(name, experiment, training, catalog)
         check_resources(name, experiment, training, catalog)
     check_measured_outcomes(config)
     return config
+
+
+def resolve_optimizers(config: dict[str, Any]) -> None:
+    """Each `optimizer` and `schedule` (in `training` and in the experiments that replace it) checked for the
+    keys its kind takes, and completed with that kind's defaults, in place."""
+    places = [("training", config["training"])] + [
+        (f"experiments.{name}", experiment) for name, experiment in config["experiments"].items()
+    ]
+    for where, settings in places:
+        if "optimizer" in settings:
+            settings["optimizer"] = resolve_optimizer(settings["optimizer"], f"{where}.optimizer")
+        if "schedule" in settings:
+            settings["schedule"] = resolve_schedule(settings["schedule"], f"{where}.schedule")
+    for name in config["experiments"]:
+        training = training_settings(config, name)
+        optimizer, momentum = training["optimizer"], training["momentum"]
+        where = f"experiments.{name}" if "momentum" in config["experiments"][name] else "training"
+        if optimizer["name"] != "sgd" and momentum:
+            raise ConfigError(
+                f"config key {where}.momentum = {momentum}: {optimizer['name']} takes no momentum (its first "
+                f"moment's decay is optimizer.betas[0]); set momentum: 0 for experiment {name}"
+            )
+        if optimizer.get("nesterov") and not momentum:
+            raise ConfigError(
+                f"config key experiments.{name}: optimizer.nesterov needs momentum > 0 (it is {momentum}); "
+                "set training.momentum, or nesterov: false"
+            )
+
+
+def resolve_optimizer(optimizer: dict[str, Any], where: str) -> dict[str, Any]:
+    name = optimizer["name"]
+    for key in optimizer:
+        if key != "name" and key not in OPTIMIZER_KEYS[name]:
+            takers = [other for other, keys in OPTIMIZER_KEYS.items() if key in keys]
+            raise ConfigError(
+                f"config key {where}.{key}: {name} takes no {key} ({' and '.join(takers)} do); remove it, or "
+                f"set name: {takers[0]}"
+            )
+    return {"name": name, **OPTIMIZER_KEYS[name], **optimizer}
+
+
+SCHEDULE_KEYS = {"constant": {}, "cosine": {"final": 0.0}, "step": {"gamma": 0.1}}
+
+
+def resolve_schedule(schedule: dict[str, Any], where: str) -> dict[str, Any]:
+    decay = schedule.get("decay", "constant")
+    for key in ("final", "milestones", "gamma"):
+        if key in schedule and key not in SCHEDULE_KEYS[decay] and not (key == "milestones" and decay == "step"):
+            owner = "cosine" if key == "final" else "step"
+            raise ConfigError(
+                f"config key {where}.{key}: a {decay} decay takes no {key} (decay: {owner} does); remove it, or "
+                f"set decay: {owner}"
+            )
+    if decay == "step" and "milestones" not in schedule:
+        raise ConfigError(f"config key {where}: decay: step needs milestones (the epochs or steps where it drops)")
+    return {**CONSTANT_SCHEDULE, **SCHEDULE_KEYS[decay], **schedule}
+
+
+def check_schedule(name: str, experiment: dict[str, Any], training: dict[str, Any], catalog: Catalog) -> None:
+    """Every run's warm-up and milestones lie within its budget (the shortest run's: under epochs, the largest
+    batch size takes the fewest steps), and a cosine knows where it ends (not under a target, which stops a
+    run at a step nobody knows beforehand)."""
+    schedule = training["schedule"]
+    if schedule == CONSTANT_SCHEDULE:
+        return
+    where = f"experiments.{name}.schedule" if "schedule" in experiment else "training.schedule"
+    if schedule["decay"] == "cosine" and training["budget"]["target"] is not None:
+        raise ConfigError(
+            f"config key {where}: a cosine decay ends at the budget's last step, which a target budget does not "
+            "fix (a run stops when it reaches the target); use decay: step or constant, or an epochs or steps budget"
+        )
+    for dataset in experiment["datasets"]:
+        for batch_size in experiment["batch_sizes"]:
+            budget = planned_budget(training, experiment, batch_size, catalog.datasets[dataset])
+            length = budget.epochs if schedule["unit"] == "epochs" else budget.steps
+            late = [value for value in [schedule["warmup"], *schedule.get("milestones", [])] if value >= length]
+            if late:
+                raise ConfigError(
+                    f"config key {where}: warm-up or milestones {late} {schedule['unit']} are not within the "
+                    f"{length} {schedule['unit']} of the runs at batch size {batch_size} on {dataset}; keep them "
+                    "within every run's budget"
+                )
 
 
 def check_resources(name: str, experiment: dict[str, Any], training: dict[str, Any], catalog: Catalog) -> None:
