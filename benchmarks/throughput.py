@@ -261,12 +261,12 @@ def time_project(
     model_name, dataset, batch_size, device, args, settings, learner="serial", pack=1
 ) -> tuple[Timer, Any]:
     """bslr's training core over whole epochs: `train_steps` then `evaluate` with a learner of `pack` runs."""
-    from bslr.config import SGDRule
+    from bslr.config import UpdateRule
     from bslr.learners import build_learner
     from bslr.train import evaluate, train_steps
 
     engine, data, initial = project_setup(model_name, dataset, batch_size, device, args, settings)
-    rules = [SGDRule(lr=0.01 * (index + 1)) for index in range(pack)]
+    rules = [UpdateRule(lr=0.01 * (index + 1)) for index in range(pack)]
     model = build_learner(learner, initial, rules, engine)
     order = torch.Generator().manual_seed(0)
 

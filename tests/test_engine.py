@@ -10,7 +10,7 @@ import torch
 import bslr.engine
 import bslr.train
 from bslr.catalog import BUILTIN_MODELS
-from bslr.config import SGDRule
+from bslr.config import UpdateRule
 from bslr.data import MemoryData
 from bslr.engine import claim_gpu, resolve_engine
 from bslr.learners import build_learner
@@ -85,7 +85,7 @@ def test_channels_last_trains_the_same_model_in_nhwc():
         learner = build_learner(
             "serial",
             build_model(BUILTIN_MODELS["resnet20"], (3, 32, 32), 10),
-            [SGDRule(lr=0.01)],
+            [UpdateRule(lr=0.01)],
             engine,
         )
         if channels_last:

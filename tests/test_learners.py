@@ -6,11 +6,13 @@ In float64 the same rounding is about 1e-16 and stays far below the tolerance us
 over a few steps, on any CPU, so the comparison tests the learners' arithmetic, not a machine's.
 """
 
+import io
+
 import pytest
 import torch
 
 from bslr.catalog import BUILTIN_MODELS
-from bslr.config import SGDRule, resolve_learner
+from bslr.config import UpdateRule, resolve_learner
 from bslr.data import MemoryData
 from bslr.engine import resolve_engine
 from bslr.learners import build_learner
@@ -40,7 +42,7 @@ def test_stacked_equals_serial_in_float64(model_name, optimizer):
     engine = resolve_engine(ENGINE, torch.device("cpu"), len(shape))
     torch.manual_seed(0)
     base = build_model(BUILTIN_MODELS[model_name], shape, 10).double()
-    runs = [SGDRule(lr=lr, **optimizer) for lr in (0.01, 0.02, 0.05)]
+    runs = [UpdateRule(lr=lr, **optimizer) for lr in (0.01, 0.02, 0.05)]
     serial = build_learner("serial", base, runs, engine)
     stacked = build_learner("stacked", base, runs, engine)
     data = random_data(shape, 64, seed=1)
@@ -78,7 +80,7 @@ def test_a_stopped_run_is_neither_stepped_nor_evaluated():
     base = build_model(BUILTIN_MODELS["mlp"], (1, 40), 10).double()
     data = random_data((1, 40), 32, seed=3)
     for name in ("serial", "stacked"):
-        learner = build_learner(name, base, [SGDRule(lr=0.1)] * 2, engine)
+        learner = build_learner(name, base, [UpdateRule(lr=0.1)] * 2, engine)
         learner.active[1] = False
         before = [weight.clone() for weight in first_layer(learner)]
         inputs, labels = next(data.train_batches(16, torch.Generator().manual_seed(0)))
@@ -92,3 +94,50 @@ def test_a_stopped_run_is_neither_stepped_nor_evaluated():
 def test_auto_stacks_packs_and_leaves_single_runs_serial():
     assert resolve_learner("auto", 5) == "stacked" and resolve_learner("auto", 1) == "serial"
     assert resolve_learner("serial", 5) == "serial" and resolve_learner("stacked", 1) == "stacked"
+
+
+OPTIMIZERS = {
+    "sgd nesterov": dict(momentum=0.9, nesterov=True, weight_decay=5e-4),
+    "adam": dict(optimizer="adam", betas=(0.8, 0.99), eps=1e-6, weight_decay=5e-4),
+    "adamw": dict(optimizer="adamw", weight_decay=0.05),
+}
+
+
+@pytest.mark.parametrize("model_name", ["mlp", "cnn1d"])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS, ids=str)
+def test_stacked_optimizers_and_schedules_equal_torch_optim_in_float64(model_name, optimizer):
+    """The stacked update of each optimizer against torch.optim's in the serial learner, with the learning
+    rate changed between steps as a schedule changes it (a warm-up, then a decay)."""
+    shape = SHAPES[model_name]
+    engine = resolve_engine(ENGINE, torch.device("cpu"), len(shape))
+    torch.manual_seed(0)
+    base = build_model(BUILTIN_MODELS[model_name], shape, 10).double()
+    runs = [UpdateRule(lr=lr, **OPTIMIZERS[optimizer]) for lr in (0.001, 0.003, 0.01)]
+    serial = build_learner("serial", base, runs, engine)
+    stacked = build_learner("stacked", base, runs, engine)
+    assert [type(each).__name__.lower() for each in serial.optimizers] == [runs[0].optimizer] * 3
+    data = random_data(shape, 96, seed=1)
+    batches = data.train_batches(16, torch.Generator().manual_seed(2))
+    for factor, (inputs, labels) in zip((0.25, 0.5, 1.0, 0.8, 0.3, 0.1), batches, strict=True):
+        for learner in (serial, stacked):
+            learner.set_lr_factor(factor)
+            learner.step(inputs, labels)
+    for index, model in enumerate(serial.models):
+        assert serial.optimizers[index].param_groups[0]["lr"] == pytest.approx(runs[index].lr * 0.1, rel=1e-15)
+        for name, weight in model.named_parameters():
+            assert relative_error(stacked.params[name][index], weight) < 1e-9, name
+    first = next(iter(stacked.params))
+    assert not torch.equal(stacked.params[first][0], stacked.params[first][1])
+    # the optimizer's state goes through a checkpoint (saved, then read back with weights_only as a resumed
+    # job reads it): a learner loaded from it takes the same next step
+    saved = io.BytesIO()
+    torch.save(stacked.state(), saved)
+    saved.seek(0)
+    restored = build_learner("stacked", base, runs, engine)
+    restored.load(torch.load(saved, weights_only=True))
+    inputs, labels = next(data.train_batches(16, torch.Generator().manual_seed(3)))
+    for learner in (stacked, restored):
+        learner.set_lr_factor(0.1)
+        learner.step(inputs, labels)
+    for name in stacked.params:
+        assert torch.equal(stacked.params[name], restored.params[name]), name

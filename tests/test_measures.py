@@ -16,7 +16,7 @@ from torch.func import functional_call
 
 from bslr import measures
 from bslr.catalog import BUILTIN_MODELS
-from bslr.config import RunSpec, SGDRule
+from bslr.config import RunSpec, UpdateRule
 from bslr.data import MemoryData
 from bslr.engine import resolve_engine
 from bslr.learners import build_learner
@@ -247,7 +247,7 @@ def test_a_window_observed_only_from_its_first_possible_step_is_the_same(last_st
     skipping = Measurer(settings, data, initial, steps_per_epoch=4, chunk=8, last_step=last_step)
     assert skipping.first_observed == {40: 31, 37: 29, 5: 1}[last_step]  # blocks of 2 steps, 5 of them
     engine = resolve_engine(settings, torch.device("cpu"), 1)
-    learner = build_learner("serial", model, [SGDRule(lr=0.1)], engine)
+    learner = build_learner("serial", model, [UpdateRule(lr=0.1)], engine)
     for step in range(1, last_step + 1):
         learner.step(*examples(4, seed=step))
         every.observe(learner, step)
@@ -269,7 +269,7 @@ def test_both_learners_give_the_same_measures():
     for name in ("serial", "stacked"):
         model = small_mlp()
         initial = flat({key: weight.detach() for key, weight in model.named_parameters()}).clone()
-        runs = [SGDRule(lr=lr) for lr in (0.05, 0.2)]
+        runs = [UpdateRule(lr=lr) for lr in (0.05, 0.2)]
         learner = build_learner(name, model, runs, engine)
         measurer = Measurer(settings, data, initial, steps_per_epoch=8, chunk=16)
         for step, (x, y) in enumerate(data.train_batches(8, torch.Generator().manual_seed(2)), 1):

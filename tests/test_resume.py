@@ -130,16 +130,27 @@ BUDGETS = {
         evaluation={"every": 25, "unit": "steps"},
         measures=["weight_norm"],
     ),
+    # Adam under a warm-up of one epoch, then a cosine to 0 at the last step: the interruption falls in the
+    # cosine, whose rate the resumed run must take up at the very step
+    "schedule": dict(
+        epochs=4,
+        lrs=(0.001, 0.003),
+        optimizer={"name": "adam", "betas": [0.9, 0.99]},
+        weight_decay=1e-4,
+        schedule={"decay": "cosine", "unit": "epochs", "warmup": 1},
+    ),
 }
 
 
-@pytest.mark.parametrize("budget", ["steps", "target"])
+@pytest.mark.parametrize("budget", ["steps", "target", "schedule"])
 @pytest.mark.parametrize("interruption", ["SIGKILL", "SIGUSR1 mid-epoch"])
 def test_a_pack_interrupted_mid_budget_resumes_to_the_rows_and_measures_of_an_uninterrupted_one(
     mnist1d_root, tmp_path, monkeypatch, interruption, budget
 ):
-    learner = "stacked" if budget == "steps" else "serial"
-    runs = pack(mnist1d_root, lrs=(0.02, 0.2), learner=learner, model="cnn1d", batch_size=32, **BUDGETS[budget])
+    learner = "stacked" if budget == "steps" or (budget, interruption) == ("schedule", "SIGKILL") else "serial"
+    protocol = dict(BUDGETS[budget])
+    lrs = protocol.pop("lrs", (0.02, 0.2))
+    runs = pack(mnist1d_root, lrs=lrs, learner=learner, model="cnn1d", batch_size=32, **protocol)
     reference = uninterrupted(runs)
     path, outputs = tmp_path / "pack.pt", [str(tmp_path / f"run{index}.parquet") for index in range(2)]
     if interruption == "SIGKILL":
@@ -173,6 +184,9 @@ def test_a_pack_interrupted_mid_budget_resumes_to_the_rows_and_measures_of_an_un
         pd.testing.assert_frame_equal(frame.drop(columns="seconds"), expected.drop(columns="seconds"), check_exact=True)
     if budget == "target":
         assert [read_run(output)[1]["reached_target"] for output in outputs] == ["false", "true"]
+    if budget == "schedule":  # each row's lr is the rate in force: the peak after the warm-up, 0 at the end
+        for lr, (frame, _) in zip(lrs, reference, strict=True):
+            assert frame["lr"].iloc[0] == lr and frame["lr"].iloc[-1] == 0 and 0 < frame["lr"].iloc[2] < lr
 
 
 def test_checkpoint_of_other_settings_is_refused(mnist1d_root, tmp_path, monkeypatch, capsys):

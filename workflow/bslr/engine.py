@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from bslr.config import RunSpec, SGDRule
+from bslr.config import RunSpec, UpdateRule
 from bslr.errors import ConfigError
 
 # Where jobs sharing one machine note which GPU each took; see `claim_gpu`.
@@ -91,15 +91,22 @@ def autocast(engine: Engine) -> contextlib.AbstractContextManager:
     return torch.autocast(device_type, dtype=torch.bfloat16, enabled=engine.precision == "bf16")
 
 
-def sgd(parameters, rule: SGDRule, engine: Engine) -> torch.optim.SGD:
-    """Plain SGD as the protocol says (constant learning rate; momentum and weight decay from config)."""
-    return torch.optim.SGD(
-        parameters,
-        lr=rule.lr,
-        momentum=rule.momentum,
-        weight_decay=rule.weight_decay,
-        fused=engine.fused_sgd or None,
-    )
+def optimizer(parameters, rule: UpdateRule, engine: Engine) -> torch.optim.Optimizer:
+    """The run's optimizer as torch.optim computes it (fused kernels on CUDA): SGD with the protocol's
+    momentum, Nesterov and weight decay, Adam, or AdamW. The learning rate is the run's; a schedule scales it
+    before each step (`Learner.set_lr_factor`)."""
+    fused = engine.fused_sgd or None
+    if rule.optimizer == "sgd":
+        return torch.optim.SGD(
+            parameters,
+            lr=rule.lr,
+            momentum=rule.momentum,
+            nesterov=rule.nesterov,
+            weight_decay=rule.weight_decay,
+            fused=fused,
+        )
+    adam = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[rule.optimizer]
+    return adam(parameters, lr=rule.lr, betas=rule.betas, eps=rule.eps, weight_decay=rule.weight_decay, fused=fused)
 
 
 def _alive(pid: int) -> bool:

@@ -1,6 +1,7 @@
 """The training core: one loop trains a pack of runs (K >= 1 runs that differ only in learning rate).
 
-Plain SGD at a constant learning rate for the run's budget (`bslr.budget`: epochs, steps, or until a
+The run's optimizer (plain SGD by default, the paper's) at the learning rate its schedule sets at each step
+(`bslr.schedule`; constant by default) for the run's budget (`bslr.budget`: epochs, steps, or until a
 target), evaluated on the full training and test sets as `training.evaluation` says (every epoch by
 default), with the measures of `bslr.measures` where asked. The data sit on the training device as
 tensors; each epoch draws a seeded permutation and walks it in batches of exactly `batch_size` (the last,
@@ -40,6 +41,7 @@ from bslr.errors import ConfigError, Interrupted, ModelError, OutOfMemory
 from bslr.learners import Learner, build_learner, stacking_error
 from bslr.measures import Measurer
 from bslr.models import build_model, check_output
+from bslr.schedule import Schedule
 from bslr.storage import RUN_COLUMNS, write_table
 
 
@@ -189,10 +191,15 @@ def train_steps(
     batch_size: int,
     order_generator: torch.Generator,
     start_step: int = 0,
+    schedule: Schedule | None = None,
+    steps_done: int = 0,
 ) -> Iterator[None]:
     """One epoch of SGD from its step `start_step`, yielding after each step (the caller ends the epoch
-    early by no longer asking)."""
-    for inputs, labels in data.train_batches(batch_size, order_generator, start_step):
+    early by no longer asking). With a schedule, each step's learning rate is set first: the run has taken
+    `steps_done` steps before this epoch's first."""
+    for step, (inputs, labels) in enumerate(data.train_batches(batch_size, order_generator, start_step), 1):
+        if schedule is not None and not schedule.constant:
+            learner.set_lr_factor(schedule.factor(steps_done + step))
         learner.step(inputs, labels)
         yield
 
@@ -265,9 +272,10 @@ def _train_pack(
     model = initial_model(run, device)
     learner_name = choose_learner(run, len(runs), model, engine)
     initial = torch.cat([weight.detach().reshape(-1) for weight in model.parameters()]).clone()
-    learner = build_learner(learner_name, model, [each.sgd for each in runs], engine)
+    learner = build_learner(learner_name, model, [each.update_rule for each in runs], engine)
     generators = data_generators(run, data)
     budget = run.training_budget(data.size("train"))
+    schedule = Schedule.of(run.schedule, budget.steps_per_epoch, budget.steps)
     measurer = None
     if run.measures:
         known_end = budget.steps if budget.target is None and not budget.measure_epochs else None
@@ -295,7 +303,7 @@ def _train_pack(
                 generators["order"].set_state(resume_order)
                 resume_order = None
             order_state = generators["order"].get_state()  # before the epoch draws its permutation
-            for _ in train_steps(learner, data, run.batch_size, generators["order"], start):
+            for _ in train_steps(learner, data, run.batch_size, generators["order"], start, schedule, progress.step):
                 progress.step += 1
                 if measurer:
                     measurer.observe(learner, progress.step)
@@ -304,7 +312,8 @@ def _train_pack(
                         learner, data, budget, measurer, progress, options.eval_batch_size
                     )
                     seconds = stopwatch.lap()
-                    append_rows(progress, metrics, was_active, measured, lrs, run.batch_size, budget, measurer)
+                    rates = lrs if schedule.constant else [lr * schedule.factor(progress.step) for lr in lrs]
+                    append_rows(progress, metrics, was_active, measured, rates, run.batch_size, budget, measurer)
                     progress.seconds = 0.0
                     elapsed = time.perf_counter() - trained
                     report(budget, progress.step, lrs, metrics, was_active, progress, seconds, elapsed, first_step)
@@ -417,12 +426,13 @@ def append_rows(
     metrics: list[dict[str, float]],
     evaluated: list[bool],
     measured: dict[int, dict[str, float]],
-    lrs: list[float],
+    rates: list[float],
     batch_size: int,
     budget: Budget,
     measurer: Measurer | None,
 ) -> None:
-    """A row for each run evaluated at this step (a measured column is NaN where not measured)."""
+    """A row for each run evaluated at this step (a measured column is NaN where not measured); `lr` is the
+    rate each run's last step used (its schedule's)."""
     step, empty = progress.step, dict.fromkeys(measurer.columns, math.nan) if measurer else {}
     for index, values in enumerate(metrics):
         if evaluated[index]:
@@ -430,7 +440,7 @@ def append_rows(
                 dict(
                     epoch=budget.epoch_of(step),
                     **values,
-                    lr=lrs[index],
+                    lr=rates[index],
                     batch_size=batch_size,
                     seconds=progress.seconds,
                 )
