@@ -9,8 +9,11 @@ from bslr.aggregate import RUNS_COLUMNS, aggregate
 from bslr.storage import RUN_COLUMNS, RunFileError, read_run, write_table
 from test_train import settings as run_settings
 
+OPTIMIZER_COLUMNS = ["optimizer", "effective_lr", "optimizer_ratio", "optimizer_ratio_name"]
 
-def fake_run(path, batch_size, lr, test_acc, train_acc, seed=0, diverged=False, **metadata):
+
+def fake_run(path, batch_size, lr, test_acc, train_acc, seed=0, diverged=False, settings=None, **metadata):
+    """A per-run file of three epochs; `settings` replaces some of the run's settings (an optimizer, say)."""
     epochs = pd.DataFrame(
         {
             "epoch": [1, 2, 3],
@@ -26,7 +29,7 @@ def fake_run(path, batch_size, lr, test_acc, train_acc, seed=0, diverged=False, 
         },
         columns=RUN_COLUMNS,
     )
-    run = dataclasses.replace(run_settings("unused", "mlp", batch_size, lr, seed), experiment="e")
+    run = dataclasses.replace(run_settings("unused", "mlp", batch_size, lr, seed), experiment="e", **(settings or {}))
     write_table(epochs, path, {"settings": json.dumps(run.settings()), "diverged": json.dumps(diverged), **metadata})
     return path
 
@@ -50,6 +53,24 @@ def test_runs_table_summarises_each_run(tmp_path):
     assert runs["hessian_trace"].isna().all()  # not measured
     assert len(epochs) == 6
     assert {"experiment", "model", "dataset", "seed", "epoch", "test_acc"} <= set(epochs.columns)
+
+
+def test_each_run_carries_its_optimizers_own_ratio_after_the_papers(tmp_path):
+    """Plain SGD, SGD with momentum and Adam: the optimizer, its effective learning rate and its own ratio with
+    that ratio's name, as bslr.config.optimizer_scaling defines them."""
+    adam = {"name": "adam", "betas": [0.9, 0.999], "eps": 1e-8}
+    paths = [
+        fake_run(tmp_path / "a.parquet", 16, 0.1, 0.8, 0.9),
+        fake_run(tmp_path / "b.parquet", 32, 0.1, 0.8, 0.9, settings={"momentum": 0.9}),
+        fake_run(tmp_path / "c.parquet", 64, 0.001, 0.8, 0.9, settings={"optimizer": adam}),
+    ]
+    runs, _ = aggregate(paths)
+    after_ratio = RUNS_COLUMNS.index("ratio") + 1
+    assert RUNS_COLUMNS[after_ratio : after_ratio + 4] == OPTIMIZER_COLUMNS
+    columns = runs.set_index("batch_size")[OPTIMIZER_COLUMNS]
+    assert columns.loc[16].tolist() == ["sgd", 0.1, pytest.approx(160.0), "B/lr"]
+    assert columns.loc[32].tolist() == ["sgd", pytest.approx(1.0), pytest.approx(32.0), "B(1-m)/lr"]
+    assert columns.loc[64].tolist() == ["adam", 0.001, pytest.approx(64 / 0.001**2), "B/lr^2"]
 
 
 def test_a_target_budget_records_which_runs_reached_it_and_when(tmp_path):

@@ -30,7 +30,7 @@ from bslr.figures import (
 )
 from bslr.plan import Plan
 from conftest import tiny_config
-from paper_grid import BATCH_SIZES, LEARNING_RATES, SCENARIOS, diverges, paper_epochs, paper_runs
+from paper_grid import BATCH_SIZES, LEARNING_RATES, SCENARIOS, adam_runs, diverges, paper_epochs, paper_runs
 
 SCENARIO_FIGURES, EXPERIMENT_FIGURES = figure_names("scenario", "always"), figure_names("experiment")
 
@@ -401,4 +401,43 @@ def test_heatmap_iso_ratio_lines_pass_through_the_cells_that_share_the_ratio_the
     assert all(float(value).is_integer() for line in dashed for value in (*line.get_xdata(), *line.get_ydata()))
     assert drawn_cells == [((0.05, 32), (0.1, 64), (0.2, 128)), ((0.05, 64), (0.1, 128)), ((0.1, 32), (0.2, 64))]
     assert "equal ratio (B/η = 320, 640, 1280)" in printed(figure)
+    matplotlib.pyplot.close(figure)
+
+
+@pytest.mark.parametrize("name", ["acc_vs_ratio", "train_test_vs_ratio"])
+def test_the_ratio_figures_draw_along_the_ratio_their_x_setting_names(name, small):
+    """Adam runs: `x: optimizer_ratio` draws every cell at its B/lr^2, labels the axis so and prints the
+    statistics' optimizer_ratio test; the default draws B/lr with the ratio test and its usual source columns. A
+    runs table without the optimizer's columns (plain SGD) draws its own ratio, B/lr, with the ratio test."""
+    runs = adam_runs()
+    adam = {"runs": runs, **statistics(runs, "exclude")}
+    for x, label in (("optimizer_ratio", "B/lr^2"), ("ratio", "batch size / learning rate")):
+        config = tiny_config()
+        config["figures"] = {name: {"x": x}}
+        tables = {table: adam[table] for table in FIGURES[name].tables}
+        figure, source = render(name, tables, ("adam", "cifar10", "resnet110"), settings_of(name, config=config))
+        panels = [axes for axes in figure.get_axes() if axes.get_xlabel()]
+        assert len(panels) == (1 if name == "acc_vs_ratio" else 3)
+        assert {axes.get_xlabel() for axes in panels} == {label}
+        points = np.concatenate([axes.collections[-1].get_offsets()[:, 0] for axes in panels])
+        np.testing.assert_allclose(np.sort(points), np.sort(source[x]), rtol=1e-12)
+        if x == "optimizer_ratio":
+            np.testing.assert_allclose(source[x], source["batch_size"] / source["lr"] ** 2, rtol=1e-12)
+        else:
+            assert "optimizer_ratio" not in source  # the default source data keeps its columns
+        row = adam["correlations"][
+            (adam["correlations"]["group"] == x)
+            & (adam["correlations"]["outcome"] == "final_test_acc")
+            & (adam["correlations"]["method"] == "spearman")
+        ].iloc[0]
+        assert f"ρ = {row['statistic']:.3f}, ".replace("-", "−") in printed(figure)
+        matplotlib.pyplot.close(figure)
+    config = tiny_config()
+    config["figures"] = {name: {"x": "optimizer_ratio"}}
+    tables = {table: small[table] for table in FIGURES[name].tables}
+    figure, source = render(name, tables, scenario_of(name), settings_of(name, config=config))
+    assert {axes.get_xlabel() for axes in figure.get_axes() if axes.get_xlabel()} == {"B/lr"}
+    np.testing.assert_allclose(source["optimizer_ratio"], source["ratio"], rtol=0)
+    row = ratio_row(small["correlations"], "cifar10", "resnet110")
+    assert f"ρ = {row['statistic']:.3f}, ".replace("-", "−") in printed(figure)
     matplotlib.pyplot.close(figure)

@@ -20,6 +20,7 @@ from bslr.stats import (
 )
 from bslr.tables import Latex, Markdown, markdown_table, paper_tables
 from conftest import enumerated_p, exact_spearman, rank_numerators
+from paper_grid import adam_runs, with_optimizer
 
 TESTS = {"pearson": scipy_stats.pearsonr, "spearman": scipy_stats.spearmanr, "kendall": scipy_stats.kendalltau}
 
@@ -631,4 +632,86 @@ def test_the_reading_names_no_flat_gap_where_the_gap_falls():
     flat = tests | {"gap": test(-0.1, 0.6)}
     assert reading(Primary(), flat, p_holm=4e-5, alpha=0.05).startswith(
         "final_test_acc worsens with the ratio; neither"
+    )
+
+
+# --- the optimizer's own ratio ----------------------------------------------------------------------------------
+
+
+OPTIMIZER_COLUMNS = ["optimizer", "effective_lr", "optimizer_ratio", "optimizer_ratio_name"]
+
+
+def test_the_optimizers_own_ratio_is_tested_where_it_orders_the_cells_otherwise():
+    """Adam runs whose outcomes depend on B/lr^2 alone, on a grid where cells share B/lr^2: the optimizer_ratio
+    group is scipy's coefficient over the cells against B/lr^2, stronger than the paper's ratio's, in the ratio
+    family for Holm, with a bootstrap interval along its own ratio; the headline stays the paper's ratio."""
+    from bslr.stats import CELL_BOOTSTRAP, bootstrap_interval
+
+    runs = adam_runs()
+    cells = runs.groupby(["batch_size", "lr"], as_index=False)["final_test_acc"].mean()
+    along_own = cells["batch_size"] / cells["lr"] ** 2
+    analysis = analyse(runs, ["final_test_acc"], ["spearman", "pearson"], resamples=200, permutations=999)
+    table = analysis.correlations
+    own = table[table["group"] == "optimizer_ratio"].set_index("method")
+    paper = table[table["group"] == "ratio"].set_index("method")
+    assert list(own.index) == ["spearman", "pearson"] and set(own["x"]) == {"optimizer_ratio"}
+    assert set(own["family"]) == {"ratio"} and set(own["expected_sign"]) == {-1}
+    spearman = own.loc["spearman"]
+    assert spearman["n"] == 25
+    assert spearman["statistic"] == pytest.approx(scipy_stats.spearmanr(along_own, cells["final_test_acc"]).statistic)
+    assert spearman["statistic"] < paper.loc["spearman", "statistic"] < 0  # B/lr^2 orders the cells better
+    assert own.loc["pearson", "statistic"] == pytest.approx(
+        scipy_stats.pearsonr(along_own, cells["final_test_acc"]).statistic
+    )
+    family = table[(table["family"] == "ratio") & (table["method"] == "spearman")]
+    np.testing.assert_allclose(family["p_holm"], step_down_holm(family["p_value"].tolist()), rtol=1e-12)
+    assert spearman["ci_method"] == CELL_BOOTSTRAP
+    expected = bootstrap_interval(along_own.to_numpy(), cells["final_test_acc"].to_numpy(), "spearman", 200, 0)
+    assert (spearman["ci_low"], spearman["ci_high"]) == pytest.approx(expected)
+    headline = analysis.headline
+    assert set(headline["x"]) == {"ratio"}
+    primary = headline[(headline["analysis"] == "ratio") & (headline["diverged_policy"] == "exclude")].iloc[0]
+    assert primary["statistic"] == paper.loc["spearman", "statistic"]
+    assert primary["p_holm"] == paper.loc["spearman", "p_holm"]  # Holm over both ratios tested
+    markdown, _ = paper_tables(analysis, 0.05)
+    assert "the 2 ratio tests of adam (one per scenario, and 1 along the optimizer's own ratio" in markdown
+    assert "test along the optimizer's own ratio significant after Holm over the ratio family" in markdown
+
+
+def test_the_iso_ratio_check_runs_along_the_optimizers_own_ratio_where_it_differs():
+    """Along B/lr^2 the Adam grid's cells fall into 7 sets of 23 cells that differ by seed noise alone; along
+    B/lr they differ by far more. The rows along the paper's ratio are those of the same runs without the
+    optimizer's columns."""
+    from bslr.stats import iso_ratio
+
+    runs = adam_runs()
+    table = iso_ratio(runs, ["final_test_acc"], permutations=999)
+    assert table["along"].tolist() == ["ratio", "optimizer_ratio"]
+    paper, own = table.iloc[0], table.iloc[1]
+    assert (own["ratio_sets"], own["cells"]) == (7, 23)
+    assert own["eta_squared"] > paper["eta_squared"] and own["p_permutation"] < 0.01
+    assert own["p_invariance"] > 0.05 > paper["p_invariance"]
+    plain = iso_ratio(runs.drop(columns=OPTIMIZER_COLUMNS), ["final_test_acc"], permutations=999)
+    pd.testing.assert_frame_equal(table.iloc[:1], plain, check_exact=True)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_sgd_runs_gain_no_tests_along_their_own_ratio(momentum):
+    """SGD's own ratio, B (1 - m) / lr, is proportional to B/lr within a scenario: every test along it would be
+    the paper's ratio's, so the tables are those of a runs table written before the optimizer's columns. So is
+    Adam's over a single learning rate."""
+    from bslr.stats import cell_table, iso_ratio
+
+    plain = synthetic_runs()
+    runs = with_optimizer(plain, "sgd", momentum)
+    cells = cell_table(runs, ["final_test_acc"], "exclude")
+    np.testing.assert_allclose(cells["optimizer_ratio"], cells["ratio"] * (1 - momentum), rtol=1e-12)
+    old = cell_table(plain, ["final_test_acc"], "exclude")
+    np.testing.assert_allclose(old["optimizer_ratio"], old["ratio"], rtol=0)  # no column: plain SGD
+    for tested in (runs, with_optimizer(plain[plain["lr"] == 0.1], "adam")):
+        table = correlations(tested, ["final_test_acc"], ["spearman", "pearson"])
+        iso = iso_ratio(tested, ["final_test_acc"], permutations=99)
+        assert "optimizer_ratio" not in set(table["group"]) and set(iso["along"]) == {"ratio"}
+    pd.testing.assert_frame_equal(
+        correlations(runs, ["final_test_acc"], ["spearman"]), correlations(plain, ["final_test_acc"], ["spearman"])
     )

@@ -2,7 +2,12 @@
 
 The epochs table holds every evaluation row of every run (several per epoch where a run is evaluated every N
 steps), in step order within each run, with the run's keys and its budget (`epochs`, `steps` or `target`),
-so that a figure can tell the paper's protocol from the others without the runs table."""
+so that a figure can tell the paper's protocol from the others without the runs table.
+
+Beside the paper's ratio batch size / learning rate, each run carries its optimizer's own
+(`bslr.config.optimizer_scaling`): the effective learning rate and the ratio that optimizer's theory says governs
+it, with its name (B/lr^2 for Adam), so that the statistics and figures can test and draw it as they do the
+paper's."""
 
 from __future__ import annotations
 
@@ -25,6 +30,10 @@ RUNS_COLUMNS = (
     KEYS
     + [
         "ratio",
+        "optimizer",
+        "effective_lr",
+        "optimizer_ratio",
+        "optimizer_ratio_name",
         "epochs",
         "final_test_acc",
         "best_test_acc",
@@ -40,14 +49,20 @@ RUNS_COLUMNS = (
 
 
 def summarise(epochs: pd.DataFrame, run: RunSpec, diverged: bool, metadata: dict[str, str] | None = None) -> dict:
-    """One row of runs.parquet: the run's keys, its final and best metrics, its budget and how it ended
+    """One row of runs.parquet: the run's keys, its ratios (the paper's and its optimizer's own), its final and
+    best metrics, its budget and how it ended
     (`reached_target`: null without a target or for a diverged run, false for a censored one), and its final
     measures."""
     last, metadata = epochs.iloc[-1], metadata or {}
     reached, target_step = (json.loads(metadata.get(key, "null")) for key in ("reached_target", "target_step"))
+    effective_lr, optimizer_ratio, optimizer_ratio_name = run.scaling
     return {
         **{key: getattr(run, key) for key in KEYS},
         "ratio": run.batch_size / run.lr,
+        "optimizer": run.optimizer["name"],
+        "effective_lr": effective_lr,
+        "optimizer_ratio": optimizer_ratio,
+        "optimizer_ratio_name": optimizer_ratio_name,
         "epochs": int(last["epoch"]),
         "final_test_acc": float(last["test_acc"]),
         "best_test_acc": float(epochs["test_acc"].max()),

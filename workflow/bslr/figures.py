@@ -52,7 +52,7 @@ from matplotlib.transforms import ScaledTranslation  # noqa: E402
 
 from bslr import stats  # noqa: E402
 from bslr.catalog import FIGURES, display_name  # noqa: E402
-from bslr.config import format_lr  # noqa: E402
+from bslr.config import RATIO_NAMES, format_lr  # noqa: E402
 from bslr.storage import atomic_path, write_csv  # noqa: E402
 from bslr.tables import Markdown  # noqa: E402
 
@@ -176,20 +176,47 @@ def grid_cells(runs: pd.DataFrame, outcome: str, policy: str) -> pd.DataFrame:
     return cells.drop(columns="rate")
 
 
+def ratio_cells(runs: pd.DataFrame, outcome: str, settings: Settings) -> tuple[pd.DataFrame, str]:
+    """`grid_cells` of a figure drawn along a ratio (its `x` setting: the paper's `ratio`, or `optimizer_ratio`,
+    then a column after `ratio`), and the correlations group whose test it prints: the optimizer's own ratio
+    where the statistics test it (`stats.optimizer_ratio_differs`), else the paper's, whose tests it would only
+    repeat (SGD's B(1-m)/lr is proportional to B/lr)."""
+    cells = grid_cells(runs, outcome, settings["diverged"])
+    if settings.get("x", "ratio") == "ratio":
+        return cells, "ratio"
+    cells.insert(cells.columns.get_loc("ratio") + 1, "optimizer_ratio", stats.cell_optimizer_ratio(runs, cells))
+    return cells, "optimizer_ratio" if stats.optimizer_ratio_differs(cells) else "ratio"
+
+
+def ratio_label(runs: pd.DataFrame, x: str) -> str:
+    """The axis label of the ratio `x`: the paper's in words, the optimizer's own by its runs.parquet name
+    (B/lr^2 for Adam); a runs table without that name predates optimizers other than plain SGD, whose ratio is
+    B/lr."""
+    if x == "ratio":
+        return LABELS["ratio"]
+    return str(runs["optimizer_ratio_name"].iloc[0]) if "optimizer_ratio_name" in runs else RATIO_NAMES["sgd"]
+
+
 def primary_method(correlations: pd.DataFrame) -> str:
     """The method of the declared primary analysis, as the statistics table marks it."""
     return str(correlations.loc[correlations["role"] == "primary", "method"].iloc[0])
 
 
 def correlation_row(
-    correlations: pd.DataFrame, dataset: str, model: str, outcome: str, method: str | None = None
+    correlations: pd.DataFrame,
+    dataset: str,
+    model: str,
+    outcome: str,
+    method: str | None = None,
+    group: str = "ratio",
 ) -> pd.Series | None:
-    """The statistics table's ratio test of one scenario and outcome (primary method unless given)."""
+    """The statistics table's test along a ratio (`group`: bslr.stats.RATIO_GROUPS) of one scenario and outcome
+    (primary method unless given)."""
     method = method or primary_method(correlations)
     rows = correlations[
         (correlations["dataset"] == dataset)
         & (correlations["model"] == model)
-        & (correlations["group"] == "ratio")
+        & (correlations["group"] == group)
         & (correlations["outcome"] == outcome)
         & (correlations["method"] == method)
     ]
@@ -505,33 +532,35 @@ def acc_vs_learning_rate(tables: Tables, settings: Settings) -> tuple[Figure, pd
     return _curves(tables, settings, x="lr", hue="batch_size")
 
 
-def scatter_ratio(axes: Axes, cells: pd.DataFrame, outcome: str, key: Key, log_x: bool = True) -> None:
-    """Cells against the ratio, coloured by batch size; seeds' standard deviation as vertical bars."""
+def scatter_ratio(
+    axes: Axes, cells: pd.DataFrame, outcome: str, key: Key, log_x: bool = True, x: str = "ratio"
+) -> None:
+    """Cells against a ratio (the column `x`), coloured by batch size; seeds' standard deviation as vertical
+    bars."""
     results = cells[cells[outcome].notna()]
     colours = [key.colour(value) for value in results["batch_size"]]
     spread = results[f"{outcome}_sd"]
     if spread.notna().any():
-        axes.errorbar(
-            results["ratio"], results[outcome], yerr=spread.fillna(0), fmt="none", ecolor="#b0b0b0", elinewidth=0.4
-        )
-    axes.scatter(results["ratio"], results[outcome], c=colours, s=5, linewidths=0, zorder=3)
+        axes.errorbar(results[x], results[outcome], yerr=spread.fillna(0), fmt="none", ecolor="#b0b0b0", elinewidth=0.4)
+    axes.scatter(results[x], results[outcome], c=colours, s=5, linewidths=0, zorder=3)
     if log_x:
         axes.set_xscale("log")
-        axes.set_xlim(cells["ratio"].min() / 1.15, cells["ratio"].max() * 1.15)
+        axes.set_xlim(cells[x].min() / 1.15, cells[x].max() * 1.15)
         ratio_axis(axes)
-    mark_not_results(axes, cells, "ratio")
+    mark_not_results(axes, cells, x)
 
 
 def acc_vs_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]:
-    """The outcome of every cell against batch size / learning rate, with the statistics' ratio test."""
-    runs, outcome = tables["runs"], settings["outcome"]
+    """The outcome of every cell against batch size / learning rate (or the optimizer's own ratio: `x`), with
+    the statistics' test along it."""
+    runs, outcome, x = tables["runs"], settings["outcome"], settings.get("x", "ratio")
     dataset, model = runs["dataset"].iloc[0], runs["model"].iloc[0]
-    cells = grid_cells(runs, outcome, settings["diverged"])
-    row = correlation_row(tables["correlations"], dataset, model, outcome)
+    cells, group = ratio_cells(runs, outcome, settings)
+    row = correlation_row(tables["correlations"], dataset, model, outcome, group=group)
     figure, axes = plt.subplots(figsize=(settings["width"], settings["height"]), layout="constrained")
     key = Key.of(cells["batch_size"], settings["palette"], "batch_size")
-    scatter_ratio(axes, cells, outcome, key, settings["log_x"])
-    axes.set(xlabel=LABELS["ratio"], ylabel=LABELS[outcome])
+    scatter_ratio(axes, cells, outcome, key, settings["log_x"], x)
+    axes.set(xlabel=ratio_label(runs, x), ylabel=LABELS[outcome])
     panel_title(axes, None, scenario_title(model, dataset, settings), statistic_text(row))
     key.draw(figure, axes, fraction=0.05, pad=0.02)
     key_row(figure, not_result_entries(cells, settings["diverged"]))
@@ -540,23 +569,24 @@ def acc_vs_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFra
 
 def train_test_vs_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]:
     """What separates optimisation from generalisation: test accuracy, train accuracy and their gap against
-    the ratio, side by side. Where train accuracy falls as steeply as test accuracy, large ratios are
-    under-trained in the epoch budget rather than generalising worse."""
-    runs = tables["runs"]
+    the ratio (or the optimizer's own: `x`), side by side. Where train accuracy falls as steeply as test
+    accuracy, large ratios are under-trained in the epoch budget rather than generalising worse."""
+    runs, x = tables["runs"], settings.get("x", "ratio")
     dataset, model = runs["dataset"].iloc[0], runs["model"].iloc[0]
     figure, panels = plt.subplots(1, 3, figsize=(settings["width"], settings["height"]), layout="constrained")
     key = Key.of(runs["batch_size"], settings["palette"], "batch_size")
     sources = []
     for index, (axes, outcome) in enumerate(zip(panels, ("final_test_acc", "final_train_acc", "gap"), strict=True)):
-        cells = grid_cells(runs, outcome, settings["diverged"])
-        row = correlation_row(tables["correlations"], dataset, model, outcome)
-        scatter_ratio(axes, cells, outcome, key)
-        axes.set(xlabel=LABELS["ratio"], ylabel=LABELS[outcome])
+        cells, group = ratio_cells(runs, outcome, settings)
+        row = correlation_row(tables["correlations"], dataset, model, outcome, group=group)
+        scatter_ratio(axes, cells, outcome, key, x=x)
+        axes.set(xlabel=ratio_label(runs, x), ylabel=LABELS[outcome])
         panel_title(axes, index, LABELS[outcome].capitalize(), statistic_text(row, named=False))
         source = with_statistic(cells, row).rename(columns={outcome: "value", f"{outcome}_sd": "value_sd"})
         sources.append(source.assign(outcome=outcome))
     method = primary_method(tables["correlations"])
-    tested = f": {method.capitalize()} {NUMBERS.symbol(method)} of each outcome with the ratio, over cells"
+    along = "the ratio" if x == "ratio" else ratio_label(runs, x)
+    tested = f": {method.capitalize()} {NUMBERS.symbol(method)} of each outcome with {along}, over cells"
     figure.suptitle(scenario_title(model, dataset, settings) + tested, fontsize=TEXT_SIZE)
     key.draw(figure, panels, fraction=0.03, pad=0.01)
     key_row(figure, not_result_entries(sources[0], settings["diverged"]))
@@ -915,7 +945,12 @@ def iso_ratio(tables: Tables, settings: Settings) -> tuple[Figure, pd.DataFrame]
                 fontsize=SMALL_SIZE,
                 color="#555555",
             )
-        row = summary[(summary["dataset"] == dataset) & (summary["model"] == model) & (summary["outcome"] == outcome)]
+        row = summary[
+            (summary["dataset"] == dataset)
+            & (summary["model"] == model)
+            & (summary["outcome"] == outcome)
+            & (summary["along"] == "ratio")  # the sets this figure draws
+        ]
         note = ""
         if len(row) and np.isfinite(row["eta_squared"].iloc[0]):
             first = row.iloc[0]

@@ -247,19 +247,26 @@ def significance_counts(rows: pd.DataFrame, alpha: float) -> dict[str, int]:
     }
 
 
+# How a scenario's summary names the test of each group along a ratio (bslr.stats.RATIO_GROUPS).
+RATIO_TEST_NAMES = {"ratio": "ratio test", "optimizer_ratio": "test along the optimizer's own ratio"}
+
+
 def significance_summary(part: pd.DataFrame, alpha: float) -> str:
-    """Per method, the scenario's ratio test and how many of its per-group tests are significant, in either
-    direction, each judged by Holm within its own family."""
+    """Per method, the scenario's ratio tests (the paper's, and the optimizer's own where it differs) and how
+    many of its per-group tests are significant, in either direction, each judged by Holm within its own
+    family."""
     texts = []
     for method, rows in part.groupby("method", sort=False):
-        ratio = rows[rows["family"] == "ratio"]
         counts = significance_counts(rows[rows["family"] == "groups"], alpha)
         text = f"{method}: "
-        if len(ratio) and np.isfinite(ratio["p_value"].iloc[0]):
+        for group, name in RATIO_TEST_NAMES.items():
+            ratio = rows[rows["group"] == group]
+            if not len(ratio) or not np.isfinite(ratio["p_value"].iloc[0]):
+                continue
             row = ratio.iloc[0]
             sign = "predicted" if np.sign(row["statistic"]) == row["expected_sign"] else "opposite"
             verdict = "significant" if row["p_holm"] < alpha else "not significant"
-            text += f"ratio test {verdict} after Holm over the ratio family (coefficient of the {sign} sign); "
+            text += f"{name} {verdict} after Holm over the ratio family (coefficient of the {sign} sign); "
         texts.append(
             text + f"{counts['predicted']} of {counts['tested']} per-group tests significant at {alpha:g} with the "
             f"predicted sign ({counts['predicted_holm']} after Holm over the group family), {counts['opposite']} "
@@ -300,11 +307,21 @@ def primary_statement(analysis: Analysis, experiment: str, alpha: float, style: 
     primary, table = analysis.primary, analysis.correlations
     ratio = _family_size(table, experiment, primary.outcome, primary.method, "ratio")
     groups = _family_size(table, experiment, primary.outcome, primary.method, "groups")
+    own = table[
+        (table["experiment"] == experiment)
+        & (table["outcome"] == primary.outcome)
+        & (table["method"] == primary.method)
+        & (table["group"] == "optimizer_ratio")
+    ]
+    along_own = int(np.isfinite(own["p_value"]).sum())  # in the ratio family too (bslr.stats.FAMILIES)
+    members = "one per scenario"
+    if along_own:
+        members += f", and {along_own} along the optimizer's own ratio, where it orders the cells otherwise"
     return style.text(
         f"Primary analysis (analysis.primary): {METHOD_NAMES[primary.method]} of {primary.outcome} against "
         f"the ratio batch size / learning rate, per scenario, over grid cells (seed means; medians under "
         f"include); two-sided; judged "
-        f"after Holm over its confirmatory family, the {ratio} ratio tests of {experiment} (one per scenario), "
+        f"after Holm over its confirmatory family, the {ratio} ratio tests of {experiment} ({members}), "
         f"at alpha = {alpha:g}. The per-group tests (fixed learning rate, fixed batch size) are a separate "
         f"family of {groups}, with Holm within it. Every other method and outcome, and the other divergence "
         f"policy, is a sensitivity analysis. Diverged runs: analysis.diverged = {analysis.policy}."
