@@ -441,3 +441,10 @@ def test_the_ratio_figures_draw_along_the_ratio_their_x_setting_names(name, smal
     row = ratio_row(small["correlations"], "cifar10", "resnet110")
     assert f"ρ = {row['statistic']:.3f}, ".replace("-", "−") in printed(figure)
     matplotlib.pyplot.close(figure)
+
+
+def test_panel_letters_go_on_past_z():
+    """The budgets figure of six experiments sharing two scenarios and three outcomes has 36 panels."""
+    from bslr.figures import panel_letter
+
+    assert [panel_letter(index) for index in (0, 25, 26, 35, 52)] == ["a", "z", "aa", "aj", "ba"]

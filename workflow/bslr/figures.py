@@ -411,10 +411,16 @@ def key_row(figure: Figure, entries: Sequence[tuple[Any, str]]) -> None:
         figure.legend(handles, labels, loc="outside lower center", ncols=1, handlelength=1.5)
 
 
+def panel_letter(index: int) -> str:
+    """a, b, ..., z, then aa, ab, ...: a figure may hold more than 26 panels (six experiments compared)."""
+    letters = string.ascii_lowercase
+    return letters[index] if index < len(letters) else panel_letter(index // len(letters) - 1) + letters[index % 26]
+
+
 def panel_title(axes: Axes, index: int | None, title: str, note: str = "") -> None:
     """A left-aligned title with its panel letter, and a note (a test's result) on a second, smaller line;
     a panel without a title gets the note on its letter's line."""
-    letter = f"({string.ascii_lowercase[index]}) " if index is not None else ""
+    letter = f"({panel_letter(index)}) " if index is not None else ""
     if not title:
         axes.set_title(f"{letter}{note}", loc="left", fontsize=SMALL_SIZE if note else TEXT_SIZE, pad=3)
         return
