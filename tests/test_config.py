@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from bslr.config import ConfigError, format_lr, job_resources, run_spec, validate_config
+from bslr.config import ConfigError, format_lr, job_resources, run_spec, training_settings, validate_config
 from bslr.plan import Run, expand_grid, scenarios
 from conftest import snakemake, tiny_config, write_config
 
@@ -241,3 +241,63 @@ def test_a_quoted_number_in_a_configfile_is_refused_by_snakemake_too(tmp_path):
     quoted = write_config(tmp_path, tiny_config(learning_rates=["0.1", 0.2]))
     result = snakemake(tmp_path, quoted, "-n", check=False)
     assert result.returncode != 0 and 'learning_rates[0] = "0.1" is a string where a number is due' in result.stderr
+
+
+BAD_OPTIMIZERS = [
+    # a key another optimizer takes
+    (
+        dict(optimizer={"name": "sgd", "betas": [0.9, 0.99]}),
+        "config key experiments.tiny.optimizer.betas: sgd takes no betas (adam and adamw do); remove it, or set "
+        "name: adam",
+    ),
+    (dict(optimizer={"name": "adamw", "nesterov": True}), "adamw takes no nesterov (sgd do)"),
+    (
+        dict(optimizer={"name": "adam"}, momentum=0.9),
+        "config key experiments.tiny.momentum = 0.9: adam takes no momentum (its first moment's decay is "
+        "optimizer.betas[0]); set momentum: 0 for experiment tiny",
+    ),
+    (dict(optimizer={"name": "sgd", "nesterov": True}), "optimizer.nesterov needs momentum > 0 (it is 0.0)"),
+    # a schedule key another decay takes, a step decay without milestones
+    (dict(schedule={"decay": "cosine", "gamma": 0.5}), "schedule.gamma: a cosine decay takes no gamma"),
+    (dict(schedule={"decay": "step"}), "decay: step needs milestones"),
+    # a schedule longer than the budget: 2 epochs at every batch size; 2 x 15 steps at batch size 256
+    (
+        dict(schedule={"warmup": 2}),
+        "schedule: warm-up or milestones [2] epochs do not end before the 2 epochs of the runs at batch size 64",
+    ),
+    (
+        dict(schedule={"decay": "step", "unit": "steps", "milestones": [20, 40]}),
+        "milestones [40] steps do not end before the 30 steps of the runs at batch size 256 on mnist1d",
+    ),
+    # a cosine under a target budget, whose last step nobody knows
+    (
+        dict(schedule={"decay": "cosine"}, budget={"target": {"metric": "train_loss", "value": 1.0}}),
+        "a cosine decay ends at the budget's last step, which a target budget does not fix",
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_OPTIMIZERS)
+def test_an_optimizer_or_schedule_the_run_cannot_take_is_refused_in_one_line(overrides, message):
+    with pytest.raises(ConfigError) as caught:
+        validate_config(tiny_config(**overrides))
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_an_adam_experiment_beside_sgd_ones_and_a_warm_up_validate():
+    config = tiny_config(momentum=0.9)
+    config["experiments"]["adam"] = dict(
+        config["experiments"]["tiny"],
+        momentum=0.0,
+        optimizer={"name": "adamw", "eps": 1e-6},
+        schedule={"warmup": 10, "unit": "steps", "decay": "cosine", "final": 0.1},
+    )
+    settings = validate_config(config)
+    assert training_settings(settings, "tiny")["optimizer"] == {"name": "sgd", "nesterov": False}
+    assert training_settings(settings, "adam")["optimizer"] == {"name": "adamw", "betas": [0.9, 0.999], "eps": 1e-6}
+    assert training_settings(settings, "adam")["schedule"] == {
+        "decay": "cosine",
+        "unit": "steps",
+        "warmup": 10,
+        "final": 0.1,
+    }

@@ -599,7 +599,7 @@ def check_schedule(name: str, experiment: dict[str, Any], training: dict[str, An
             late = [value for value in [schedule["warmup"], *schedule.get("milestones", [])] if value >= length]
             if late:
                 raise ConfigError(
-                    f"config key {where}: warm-up or milestones {late} {schedule['unit']} are not within the "
+                    f"config key {where}: warm-up or milestones {late} {schedule['unit']} do not end before the "
                     f"{length} {schedule['unit']} of the runs at batch size {batch_size} on {dataset}; keep them "
                     "within every run's budget"
                 )
