@@ -30,9 +30,9 @@ def test_a_linear_warm_up_reaches_the_rate_at_its_last_step_then_holds_it():
 def test_a_cosine_runs_from_the_rate_after_warm_up_to_final_at_the_budgets_last_step():
     course = factors({"decay": "cosine", "unit": "epochs", "warmup": 1, "final": 0.1})
     assert course[9] == 1.0 and course[10] == 1.0 and course[-1] == pytest.approx(0.1, rel=1e-12)
-    middle = 10 + (100 - 10 - 1) / 2  # half way between step 11 and step 100
-    halfway = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (middle - 10) / 89))
-    assert halfway == pytest.approx(0.55) and all(a >= b for a, b in zip(course[10:], course[11:], strict=False))
+    # step 11 begins the cosine and step 100 ends it: step 40 is a third of the way (29 of 89 steps)
+    assert course[39] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 29 / 89)), rel=1e-12)
+    assert all(a >= b for a, b in zip(course[10:], course[11:], strict=False))
 
 
 def test_a_step_decay_multiplies_by_gamma_after_each_milestone():

@@ -69,7 +69,7 @@ def test_training_learns_and_records_every_epoch(mnist1d_root, capsys):
 @pytest.mark.parametrize(("model", "threads"), [("mlp", 1), ("cnn1d", 1), ("cnn1d", 2)])
 def test_a_serial_pack_is_bitwise_its_runs_trained_alone(mnist1d_root, model, threads):
     """Two epochs: the second runs on from the first's state and its own order of the examples."""
-    runs = pack(mnist1d_root, model=model, batch_size=32, epochs=2)
+    runs = pack(mnist1d_root, model=model, batch_size=64, epochs=2)
     options = RunOptions(threads=threads)  # the same thread count, so the same reductions, alone and packed
     packed = train_pack(runs, options)
     for (frame, metadata), run in zip(packed, runs, strict=True):

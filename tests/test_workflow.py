@@ -245,6 +245,16 @@ def test_bslr_as_a_snakemake_module_writes_only_under_its_prefix(module_run):
     assert (study / "results/figures/tiny/composite.pdf").is_file()
 
 
+def test_a_report_of_bslr_as_a_module_reads_its_results_under_the_prefix(module_run, tmp_path):
+    """The report's check finds the module's tables under its prefix ("study/results/..."), not in the host's
+    working directory."""
+    command = [*SNAKEMAKE, "--snakefile", str(module_run / "Snakefile"), "--directory", str(module_run)]
+    report = tmp_path / "report.zip"
+    result = subprocess.run([*command, "--report", str(report)], capture_output=True, text=True, timeout=900)
+    assert "bslr: no report" not in result.stderr, result.stderr
+    assert result.returncode == 0 and report.is_file(), result.stderr
+
+
 def test_a_second_run_of_the_grid_gives_identical_metrics_and_figures(tiny_workflow, module_run):
     """The same config and seed, run again (as a module: its prefix changes paths, not what is computed)."""
     study = module_run / "study"

@@ -257,18 +257,17 @@ def _protocol_defaults() -> str:
     return json.dumps({key: training[key] for key in DEFAULTED_PROTOCOL_KEYS})
 
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
 # The keys each optimizer takes besides `name` (momentum and weight_decay are `training` keys of their own),
-# and their defaults: torch.optim's.
+# and their defaults, torch.optim's (weight decay is `training.weight_decay`, 0 by default, also for adamw).
 OPTIMIZER_KEYS: dict[str, dict[str, Any]] = {
     "sgd": {"nesterov": False},
     "adam": {"betas": [0.9, 0.999], "eps": 1e-8},
     "adamw": {"betas": [0.9, 0.999], "eps": 1e-8},
 }
+CONSTANT_SCHEDULE = {"decay": "constant", "unit": "epochs", "warmup": 0}  # the paper's: a schedule's default
 # What the theory says stays fixed along an iso-line of each optimizer (runs.parquet's `optimizer_ratio_name`):
 # SGD's noise temperature lr / B, with heavy-ball momentum m the effective rate lr / (1 - m); Adam's square-root
 # rule (Malladi et al. 2022), B / lr^2.
-CONSTANT_SCHEDULE = {"decay": "constant", "unit": "epochs", "warmup": 0}
 RATIO_NAMES = {"sgd": "B/lr", "sgd_momentum": "B(1-m)/lr", "adam": "B/lr^2", "adamw": "B/lr^2"}
 
 
@@ -746,21 +745,24 @@ AUTO_PACK_MINUTES = 15.0  # `pack.size: auto`: runs per job, as many as fit in t
 
 
 def pack_size(config: dict[str, Any], experiment: str, model: str, dataset: str, catalog: Catalog) -> int:
-    """Learning rates per training job. `auto`: the most whose job is estimated at AUTO_PACK_MINUTES or less
-    (`run_minutes`), spread evenly over the packs that takes; one where a run has no estimate. Each job
-    then starts Python, imports torch and reads its data once for all its runs (3 to 5 s on a CPU), while
-    a run of hours stays a job of its own, which a cluster can place apart."""
+    """Learning rates per training job. `auto`: under the serial learner (each run bitwise as alone, so
+    packing re-trains nothing), the most whose job is estimated at AUTO_PACK_MINUTES or less (`run_minutes`),
+    spread evenly over the packs that takes; one otherwise, and where a run has no estimate or the config
+    gives `runtime`. Each job then starts Python, imports torch and reads its data once for all its runs
+    (3 to 5 s on a CPU), while a run of hours stays a job of its own, which a cluster can place apart."""
     lrs = len(config["experiments"][experiment]["learning_rates"])
     size = training_settings(config, experiment)["pack"]["size"]
     if size == "all":
         return lrs
     if size != "auto":
         return min(size, lrs)
+    training = training_settings(config, experiment)
     per_run = run_minutes(config, experiment, model, dataset, catalog)
-    if per_run is None:
+    # Only serial packs: a stacked pack's learning rates are part of its runs' protocol, which must not
+    # follow a time estimate; and a `runtime` given is each job's limit, which a pack of runs could overrun.
+    if per_run is None or training["pack"]["learner"] != "serial" or training["runtime"] != "auto":
         return 1
-    learner = training_settings(config, experiment)["pack"]["learner"]
-    fits = max([1] + [runs for runs in range(1, lrs + 1) if per_run * pack_share(learner, runs) <= AUTO_PACK_MINUTES])
+    fits = max(runs for runs in range(1, lrs + 1) if per_run * runs <= AUTO_PACK_MINUTES or runs == 1)
     packs = math.ceil(lrs / fits)
     return math.ceil(lrs / packs)
 

@@ -190,8 +190,7 @@ def ratio_cells(runs: pd.DataFrame, outcome: str, settings: Settings) -> tuple[p
 
 def ratio_label(runs: pd.DataFrame, x: str) -> str:
     """The axis label of the ratio `x`: the paper's in words, the optimizer's own by its runs.parquet name
-    (B/lr^2 for Adam); a runs table without that name predates optimizers other than plain SGD, whose ratio is
-    B/lr."""
+    (B/lr^2 for Adam); a runs table without that name holds plain-SGD runs, whose ratio is B/lr."""
     if x == "ratio":
         return LABELS["ratio"]
     return str(runs["optimizer_ratio_name"].iloc[0]) if "optimizer_ratio_name" in runs else RATIO_NAMES["sgd"]

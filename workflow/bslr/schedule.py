@@ -17,8 +17,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-CONSTANT = {"decay": "constant", "unit": "epochs", "warmup": 0}
-
 
 @dataclass(frozen=True)
 class Schedule:

@@ -231,7 +231,7 @@ def cell_table(runs: pd.DataFrame, outcomes: Sequence[str], policy: str) -> pd.D
 def cell_optimizer_ratio(runs: pd.DataFrame, cells: pd.DataFrame) -> np.ndarray:
     """The optimizer's own ratio of each of `cells` (rows with the CELL columns), from the runs' `optimizer_ratio`;
     one value per cell, as a cell is one batch size and learning rate of one experiment, which has one optimizer.
-    A runs table without the column was written before optimizers could differ: its runs are plain SGD, whose
+    A runs table without the column holds plain-SGD runs (the only optimizer such a table can hold), whose
     ratio is the paper's."""
     if "optimizer_ratio" not in runs:
         return (cells["batch_size"] / cells["lr"]).to_numpy(dtype=float)

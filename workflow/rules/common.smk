@@ -1,6 +1,7 @@
 import json
 import shlex
 import sys
+from pathlib import Path
 
 try:
     from bslr.catalog import FIGURES
@@ -29,9 +30,11 @@ try:
 except ConfigError as error:
     sys.exit(f"invalid configuration: {error}")
 CONFIG = PLAN.config
+# Where this workflow's files are: under a Snakemake module's prefix, or in the working directory.
+ROOT = Path(workflow.modifier.path_modifier.prefix or ".")
 # A dry run plans without data (the paper's grid can be checked anywhere); it says what a real run refuses.
 if workflow.output_settings.dryrun and workflow.is_main_process:
-    replacing = PLAN.replacement_message()
+    replacing = PLAN.replacement_message(ROOT)
     if replacing:
         print(
             f"bslr: warning: {replacing}; "
@@ -42,7 +45,7 @@ if workflow.output_settings.dryrun and workflow.is_main_process:
             ),
             file=sys.stderr,
         )
-    for message in PLAN.missing_data():
+    for message in PLAN.missing_data(ROOT):
         print(
             f"bslr: warning: {message}; a real run stops before any job",
             file=sys.stderr,
@@ -55,7 +58,7 @@ REPORT_ONLY = any(
     argument == "--report" or argument.startswith("--report=") for argument in sys.argv
 ) and not any(argument.startswith("--report-after-run") for argument in sys.argv)
 if REPORT_ONLY and workflow.is_main_process:
-    problem = PLAN.report_problem()
+    problem = PLAN.report_problem(ROOT)
     if problem:
         sys.exit(f"bslr: no report: {problem}")
 

@@ -15,7 +15,7 @@ rule execution_options:
 
 
 # One job trains one pack: the runs of a (model, data set, batch size, seed) that differ only in learning
-# rate, all of them or chunks of training.pack.size (one run per job by default). A rule per experiment,
+# rate, all of them or chunks of training.pack.size (by default, serial packs of about 15 minutes' runs). A rule per experiment,
 # data set, model and chunk, all fixed at parse time (bslr.plan.TrainRule). Every training rule has this
 # one shell command: each run's settings are its job's protocol and the keys its file name carries, and
 # re-packing an experiment under the serial learner re-trains nothing (bslr.plan.Plan.protocol_json).
