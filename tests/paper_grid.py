@@ -50,26 +50,40 @@ def paper_runs(
                     diverged = diverges(batch_size, lr)
                     if diverged:
                         test_acc = train_acc = 1 / classes
-                    rows.append(
-                        dict(
-                            experiment="paper",
-                            model=model,
-                            dataset=dataset,
-                            batch_size=batch_size,
-                            lr=lr,
-                            seed=seed,
-                            ratio=batch_size / lr,
-                            epochs=20,
-                            final_test_acc=test_acc,
-                            best_test_acc=max(test_acc, test_acc + 0.004),
-                            final_train_acc=train_acc,
-                            final_test_loss=np.nan if diverged else 2 * (1 - test_acc),
-                            final_train_loss=np.nan if diverged else 1 - train_acc,
-                            gap=train_acc - test_acc,
-                            diverged=diverged,
-                        )
-                    )
+                    rows.append(run_row("paper", model, dataset, batch_size, lr, seed, test_acc, train_acc, diverged))
     return pd.DataFrame(rows)
+
+
+def run_row(
+    experiment: str,
+    model: str,
+    dataset: str,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    test_acc: float,
+    train_acc: float,
+    diverged: bool = False,
+) -> dict:
+    """One row of a runs.parquet-shaped table of 20 epochs: its best test accuracy 0.004 above its final one,
+    its losses falling with its accuracies (NaN where it diverged)."""
+    return dict(
+        experiment=experiment,
+        model=model,
+        dataset=dataset,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        ratio=batch_size / lr,
+        epochs=20,
+        final_test_acc=test_acc,
+        best_test_acc=test_acc + 0.004,
+        final_train_acc=train_acc,
+        final_test_loss=np.nan if diverged else 2 * (1 - test_acc),
+        final_train_loss=np.nan if diverged else 1 - train_acc,
+        gap=train_acc - test_acc,
+        diverged=diverged,
+    )
 
 
 def paper_epochs(runs: pd.DataFrame, epochs: int = 20) -> pd.DataFrame:
@@ -132,23 +146,5 @@ def adam_runs(seeds: tuple[int, ...] = (0, 1), scenarios: int = 1) -> pd.DataFra
                     doublings = np.log2(batch_size / lr**2 / 16e6)  # -4 to 4 over the grid
                     test_acc = level - 0.15 - 0.02 * doublings + rng.normal(0, 0.004)
                     train_acc = level - 0.08 - 0.03 * doublings + rng.normal(0, 0.004)
-                    rows.append(
-                        dict(
-                            experiment="adam",
-                            model=model,
-                            dataset=dataset,
-                            batch_size=batch_size,
-                            lr=lr,
-                            seed=seed,
-                            ratio=batch_size / lr,
-                            epochs=20,
-                            final_test_acc=test_acc,
-                            best_test_acc=test_acc + 0.004,
-                            final_train_acc=train_acc,
-                            final_test_loss=2 * (1 - test_acc),
-                            final_train_loss=1 - train_acc,
-                            gap=train_acc - test_acc,
-                            diverged=False,
-                        )
-                    )
+                    rows.append(run_row("adam", model, dataset, batch_size, lr, seed, test_acc, train_acc))
     return with_optimizer(pd.DataFrame(rows), "adam")

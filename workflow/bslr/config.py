@@ -379,16 +379,9 @@ class RunSpec:
 
     @property
     def update_rule(self) -> UpdateRule:
-        settings = self.optimizer
-        return UpdateRule(
-            self.lr,
-            self.momentum,
-            self.weight_decay,
-            settings["name"],
-            settings.get("nesterov", False),
-            tuple(settings.get("betas", (0.9, 0.999))),
-            settings.get("eps", 1e-8),
-        )
+        """The optimizer's settings are resolved (`resolve_optimizer`): its name and every key it takes."""
+        settings = {key: tuple(value) if key == "betas" else value for key, value in self.optimizer.items()}
+        return UpdateRule(self.lr, self.momentum, self.weight_decay, settings.pop("name"), **settings)
 
     @property
     def scaling(self) -> tuple[float, float, str]:

@@ -413,7 +413,9 @@ def key_row(figure: Figure, entries: Sequence[tuple[Any, str]]) -> None:
 def panel_letter(index: int) -> str:
     """a, b, ..., z, then aa, ab, ...: a figure may hold more than 26 panels (six experiments compared)."""
     letters = string.ascii_lowercase
-    return letters[index] if index < len(letters) else panel_letter(index // len(letters) - 1) + letters[index % 26]
+    if index < len(letters):
+        return letters[index]
+    return panel_letter(index // len(letters) - 1) + letters[index % len(letters)]
 
 
 def panel_title(axes: Axes, index: int | None, title: str, note: str = "") -> None:

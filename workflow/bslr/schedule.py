@@ -37,9 +37,8 @@ class Schedule:
             decay=schedule["decay"],
             warmup_steps=schedule["warmup"] * per_unit,
             total_steps=total_steps,
-            final=schedule.get("final", 0.0),
             milestone_steps=tuple(milestone * per_unit for milestone in schedule.get("milestones", ())),
-            gamma=schedule.get("gamma", 0.1),
+            **{key: schedule[key] for key in ("final", "gamma") if key in schedule},
         )
 
     @property
