@@ -7,8 +7,12 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bslr.errors import ConfigError, DataError, Interrupted, ModelError, OutOfMemory, RunFileError
+
+if TYPE_CHECKING:
+    from bslr.config import RunSpec
 
 EXPECTED_ERRORS = (ConfigError, DataError, RunFileError, OutOfMemory, ModelError)
 
@@ -89,7 +93,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         keep_checkpoint=args.keep_checkpoint,
         deterministic=args.deterministic,
         data_file=args.data,
+        progress=args.progress,
     )
+    tensorboard = args.tensorboard
     if args.execution:  # the workflow's per-experiment options file (see workflow/rules/train.smk)
         execution = read_execution_options(args.execution)
         options = dataclasses.replace(
@@ -99,6 +105,8 @@ def cmd_train(args: argparse.Namespace) -> None:
             keep_checkpoint=execution["keep_checkpoints"],
             deterministic=execution["deterministic"],
         )
+        if execution["tensorboard"] and tensorboard is None:
+            tensorboard = "auto"
     if args.protocol:  # the workflow's way: the shared protocol, and each run's keys from its file name
         from bslr.plan import checkpoint_path, run_keys
 
@@ -111,6 +119,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         runs = [RunSpec.of(run) for run in (settings if isinstance(settings, list) else [settings])]  # a pack, or one
     if options.checkpoint == "auto":
         raise ConfigError("--checkpoint auto needs --protocol and per-run output paths; give a checkpoint path")
+    if tensorboard is not None:
+        options = dataclasses.replace(options, tensorboard=tensorboard_dirs(runs, args.output, tensorboard))
     frames = train_pack_to_files(runs, args.output, options)
     for frame, output in zip(frames, args.output, strict=True):
         last = frame.iloc[-1]
@@ -118,6 +128,51 @@ def cmd_train(args: argparse.Namespace) -> None:
             f"wrote {output}: {len(frame)} evaluations, {int(last['step'])} steps, final test accuracy "
             f"{last['test_acc']:.4f}"
         )
+
+
+def tensorboard_dirs(runs: Sequence[RunSpec], outputs: Sequence[str], logdir: str) -> tuple[str, ...]:
+    """Each run's TensorBoard run directory: beside the per-run files' tree (`auto`, the workflow's), or under
+    `logdir`/<experiment>/."""
+    from bslr.plan import PATH_KEYS, RUN_PATTERN, Run, tensorboard_dir
+
+    if logdir == "auto":
+        unnamed = [output for output in outputs if not RUN_PATTERN.fullmatch(output)]
+        if unnamed:
+            raise ConfigError(
+                f"--tensorboard auto puts each run's log beside its per-run file's results/runs/ tree, but "
+                f"{unnamed[0]} is not such a path; give a log directory"
+            )
+        return tuple(tensorboard_dir(output) for output in outputs)
+    return tuple(tensorboard_dir(Run(**{key: getattr(run, key) for key in PATH_KEYS}).path, logdir) for run in runs)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from bslr.plan import RUN, RUN_PATTERN
+
+    files: list[Path] = []
+    for given in map(Path, args.paths):
+        if given.is_dir():
+            files += sorted(path for path in given.rglob("*.parquet") if RUN_PATTERN.fullmatch(str(path)))
+        elif RUN_PATTERN.fullmatch(str(given)):
+            files.append(given)
+        else:
+            raise ConfigError(f"{given} is neither a directory nor a per-run file of the form {RUN}")
+    if not files:
+        raise ConfigError(f"no per-run files ({RUN}) under {', '.join(args.paths)}")
+    from bslr.tensorboard import export
+
+    written = export(files, args.logdir, args.replace)
+    where = args.logdir or "results/tensorboard/ beside each file's results/runs/"
+    print(
+        f"wrote the TensorBoard logs of {len(written)} of {len(files)} runs under {where}"
+        + (
+            f"; {len(files) - len(written)} had one already (--replace writes them again)"
+            if len(written) < len(files)
+            else ""
+        )
+    )
 
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
@@ -269,11 +324,31 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--keep-checkpoint", action="store_true", help="keep the checkpoint after the run")
     command.add_argument("--deterministic", action="store_true", help="deterministic CUDA kernels")
     command.add_argument("--execution", help="a JSON file of execution options, in place of the four above")
+    command.add_argument("--progress", help="write the job's progress here, a JSON line per event (bslr.progress)")
+    command.add_argument(
+        "--tensorboard",
+        metavar="LOGDIR",
+        help="log each run to TensorBoard under LOGDIR/<experiment>/ (auto: beside the per-run files' tree)",
+    )
     command.add_argument(
         "--data",
         help="the data file the rule gives: generated MNIST-1D (if not under data_root) or a config's npz",
     )
     command.set_defaults(run=cmd_train)
+
+    command = commands.add_parser("export", help="write finished runs' logs for other tools")
+    formats = command.add_subparsers(dest="format", required=True)
+    command = formats.add_parser(
+        "tensorboard", help="the TensorBoard logs of runs trained without them, from their per-run Parquet files"
+    )
+    command.add_argument(
+        "paths", nargs="*", default=["results/runs"], help="per-run files, or directories to search (results/runs)"
+    )
+    command.add_argument(
+        "--logdir", help="write under LOGDIR/<experiment>/ (default: results/tensorboard/ beside results/runs/)"
+    )
+    command.add_argument("--replace", action="store_true", help="write runs that have a log already again")
+    command.set_defaults(run=cmd_export)
 
     command = commands.add_parser("execution-options", help="write an experiment's execution options file")
     command.add_argument("--options", required=True, help="JSON object with keys of bslr.config.EXECUTION_KEYS")

@@ -42,13 +42,14 @@ NON_PROTOCOL_KEYS = (
     "runtime",
     "keep_checkpoints",
     "deterministic",
+    "tensorboard",
     "pack",  # its `learner` is protocol (see `run_spec`); its `size` only groups runs into jobs
 )
 
 # Execution options a training job reads from results/execution/{experiment}.json at its start: an input
 # marked ancient, so that changing them (a smaller evaluation batch after an out-of-memory error) re-runs
 # no training job. The other non-protocol keys reach Snakemake as threads or resources.
-EXECUTION_KEYS = ("eval_batch_size", "workers", "keep_checkpoints", "deterministic")
+EXECUTION_KEYS = ("eval_batch_size", "workers", "keep_checkpoints", "deterministic", "tensorboard")
 
 # Keys of earlier versions, and what replaced them (named in the error instead of "a typo?").
 RENAMED_KEYS = {

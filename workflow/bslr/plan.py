@@ -39,7 +39,12 @@ from bslr.registry import catalog_of
 RUN = "results/runs/{experiment}/{dataset}/{model}/bs{batch_size}_lr{lr}_seed{seed}.parquet"
 CHECKPOINT = "results/checkpoints/{experiment}/{dataset}/{model}/bs{batch_size}_lr{lrs}_seed{seed}.pt"
 TRAIN_LOG = "logs/train/{experiment}/{dataset}/{model}/bs{batch_size}_lr{lrs}_seed{seed}.log"
+TRAIN_PROGRESS = "logs/train/{experiment}/{dataset}/{model}/bs{batch_size}_lr{lrs}_seed{seed}.progress.jsonl"
 TRAIN_BENCHMARK = "results/benchmarks/train/{experiment}/{dataset}/{model}/bs{batch_size}_lr{lrs}_seed{seed}.tsv"
+# TensorBoard: a log directory per experiment (`tensorboard --logdir` opens it as it is), a run per run.
+TENSORBOARD = "results/tensorboard/{experiment}"
+TENSORBOARD_RUN = TENSORBOARD + "/{dataset}/{model}/bs{batch_size}_lr{lr}_seed{seed}"
+TENSORBOARD_ROOT = TENSORBOARD[: TENSORBOARD.index("{")]
 EXECUTION = "results/execution/{experiment}.json"
 EXECUTION_LOG = "logs/execution/{experiment}.log"
 SCENARIO_FIGURE = "results/figures/{experiment}/{dataset}/{model}/{name}.{extension}"
@@ -188,6 +193,23 @@ def checkpoint_path(outputs: list[str]) -> str:
     )
 
 
+def tensorboard_dir(output: str, logdir: str | Path | None = None) -> str:
+    """A run's TensorBoard run directory, from its per-run file's path: beside the per-run files' tree (under
+    the same prefix, if any), or under `logdir`/<experiment>/ where one is given."""
+    run = run_of_path(output)
+    fields = dict(
+        experiment=run.experiment,
+        dataset=run.dataset,
+        model=run.model,
+        batch_size=run.batch_size,
+        lr=format_lr(run.lr),
+        seed=run.seed,
+    )
+    if logdir is not None:
+        return str(Path(logdir) / TENSORBOARD_RUN.removeprefix(TENSORBOARD_ROOT).format(**fields))
+    return str(output)[: str(output).index("results/runs/")] + TENSORBOARD_RUN.format(**fields)
+
+
 @dataclass(frozen=True)
 class TrainRule:
     """One training rule: the jobs of one (experiment, data set, model) and one chunk of its learning rates
@@ -221,6 +243,10 @@ class TrainRule:
     @property
     def log(self) -> str:
         return self._fixed(TRAIN_LOG)
+
+    @property
+    def progress(self) -> str:
+        return self._fixed(TRAIN_PROGRESS)
 
     @property
     def benchmark(self) -> str:

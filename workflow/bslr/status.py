@@ -1,28 +1,28 @@
 """Where a config's runs stand, from what is on disk, without importing torch (`bslr status`).
 
-A run is **done** when its per-run Parquet exists (**diverged** when its metadata says so), **failed**
-when its job's log ends with an error, **stopped** when a scheduler's signal stopped it (a re-run
-resumes), **in progress** when its job's log or checkpoint shows epochs but no end (a job killed without
-warning looks the same; the log's age tells), and **pending** otherwise. The time left is the finished
-jobs' measured time per run (Snakemake's benchmark files) times the runs not done.
+A run is **done** when its per-run Parquet exists (**diverged** when its metadata says so); otherwise its
+job's progress file (`bslr.progress`) tells the rest from its last line: **diverged** (its pack trains on),
+**failed** with the job's error, **stopped** by a scheduler's signal or Ctrl-C (a re-run resumes), **in
+progress** at an epoch, with the job's own estimate of its time left (a job killed without warning looks the
+same: the line's age tells), and **pending** where no job has started. The log's wording plays no part. The
+time left is the running jobs' own estimates, plus the finished jobs' measured time per run (Snakemake's
+benchmark files) times the runs no job has started.
 """
 
 from __future__ import annotations
 
-import re
 import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from bslr.plan import TRAIN_BENCHMARK, TRAIN_LOG, Plan, Run, checkpoint_path, lrs_text
+from bslr.plan import TRAIN_BENCHMARK, TRAIN_LOG, TRAIN_PROGRESS, Plan, Run, checkpoint_path, lrs_text
+from bslr.progress import last_event
 
 STATES = ("done", "diverged", "in progress", "stopped", "failed", "pending")
 SYMBOLS = {"done": "#", "diverged": "D", "in progress": ">", "stopped": "s", "failed": "x", "pending": "."}
-EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+) ")
-ERROR_LINE = re.compile(r"(error|Error|Traceback|Killed|out of memory)")
-STOPPED_LINE = "stopped, received signal"
 PROBLEMS = ("failed", "stopped", "in progress")  # listed per job, in this order
 MAX_LISTED = 12
 
@@ -31,12 +31,22 @@ MAX_LISTED = 12
 class RunState:
     run: Run
     state: str
-    detail: str = ""  # the epoch reached, the log's last error line
+    detail: str = ""  # the epoch reached, the job's error
     job: str = ""  # the job that trains the run: batch size, its pack's learning rates, seed
+    seconds_left: float | None = None  # the job's estimate, where it is training
 
 
-def pack_files(plan: Plan, run: Run, root: Path) -> tuple[Path, Path, Path]:
-    """The log, checkpoint and benchmark file of the job that trains `run`."""
+@dataclass(frozen=True)
+class PackFiles:
+    """The files of the job that trains a run."""
+
+    log: Path
+    progress: Path
+    checkpoint: Path
+    benchmark: Path
+
+
+def pack_files(plan: Plan, run: Run, root: Path) -> PackFiles:
     lrs = plan.pack_lrs(run)
     outputs = [Run(run.experiment, run.model, run.dataset, run.batch_size, lr, run.seed).path for lr in lrs]
     fields = dict(
@@ -47,28 +57,46 @@ def pack_files(plan: Plan, run: Run, root: Path) -> tuple[Path, Path, Path]:
         seed=run.seed,
         lrs=lrs_text(lrs),
     )
-    return root / TRAIN_LOG.format(**fields), root / checkpoint_path(outputs), root / TRAIN_BENCHMARK.format(**fields)
+    return PackFiles(
+        root / TRAIN_LOG.format(**fields),
+        root / TRAIN_PROGRESS.format(**fields),
+        root / checkpoint_path(outputs),
+        root / TRAIN_BENCHMARK.format(**fields),
+    )
 
 
-def read_log(path: Path) -> tuple[str, str]:
-    """(state, detail) from a training log: the last error, a stop by signal, or the last epoch."""
-    lines = path.read_text(errors="replace").splitlines()
-    for line in reversed(lines):
-        if STOPPED_LINE in line:
-            return "stopped", line.strip()
-        if ERROR_LINE.search(line) and not EPOCH_LINE.match(line):
-            return "failed", line.strip()
-        match = EPOCH_LINE.match(line)
-        if match:
-            minutes = (time.time() - path.stat().st_mtime) / 60
-            return "in progress", f"epoch {match.group(1)}/{match.group(2)}, log written {minutes:.0f} min ago"
-    return "in progress", "started, no epoch finished yet"
+def ago(moment: float) -> str:
+    return f"{(time.time() - moment) / 60:.0f} min ago"
+
+
+def state_of(event: dict[str, Any], lr: float) -> tuple[str, str, float | None]:
+    """(state, detail, seconds left) of the run at `lr` from its job's last progress line."""
+    kind = event["event"]
+    if kind == "failed":
+        return "failed", event["error"], None
+    if kind == "stopped":
+        return "stopped", event["error"], None
+    if kind == "start":
+        where = f"resumed at step {event['resumed_at']}" if event["resumed_at"] else "started"
+        return "in progress", f"{where} of {event['steps']}, no evaluation since ({ago(event['time'])})", None
+    entry = next(entry for entry in event["runs"] if entry["lr"] == lr)
+    if entry["state"] == "diverged":
+        return "diverged", f"at step {entry['since_step']}", None
+    if kind == "end":
+        return "in progress", f"trained ({ago(event['time'])}); its file is being written", None
+    reached = f"reached its target at step {entry['since_step']}, " if entry["state"] == "reached" else ""
+    return (
+        "in progress",
+        f"{reached}epoch {event['epoch']}/{event['epochs']} (step {event['step']}/{event['steps']}), "
+        f"about {event['seconds_left']:.0f} s left, written {ago(event['time'])}",
+        event["seconds_left"],
+    )
 
 
 def run_states(plan: Plan, root: Path) -> list[RunState]:
     import pyarrow.parquet as pq
 
-    states = []
+    states, events = [], {}
     for run in plan.runs:
         path = root / run.path
         if path.is_file():
@@ -76,12 +104,18 @@ def run_states(plan: Plan, root: Path) -> list[RunState]:
             diverged = metadata.get(b"diverged") == b"true"
             states.append(RunState(run, "diverged" if diverged else "done"))
             continue
-        log, checkpoint, _ = pack_files(plan, run, root)
+        files = pack_files(plan, run, root)
         job = f"bs {run.batch_size} lr {lrs_text(plan.pack_lrs(run))} seed {run.seed}"
-        if log.is_file():
-            states.append(RunState(run, *read_log(log), job=job))
-        elif checkpoint.is_file():
-            states.append(RunState(run, "in progress", f"checkpoint {checkpoint}", job=job))
+        if files.progress not in events:
+            events[files.progress] = last_event(files.progress)
+        event = events[files.progress]
+        if event is not None:
+            state, detail, left = state_of(event, run.lr)
+            states.append(RunState(run, state, detail, job, left))
+        elif files.progress.is_file() or files.log.is_file():
+            states.append(RunState(run, "in progress", "started, setting up (no progress line yet)", job=job))
+        elif files.checkpoint.is_file():
+            states.append(RunState(run, "in progress", f"checkpoint {files.checkpoint}", job=job))
         else:
             states.append(RunState(run, "pending", job=job))
     return states
@@ -95,7 +129,7 @@ def seconds_per_run(plan: Plan, root: Path, states: list[RunState]) -> dict[tupl
         if state.state not in ("done", "diverged"):
             continue
         run = state.run
-        _, _, benchmark = pack_files(plan, run, root)
+        benchmark = pack_files(plan, run, root).benchmark
         if benchmark in seen or not benchmark.is_file():
             continue
         seen.add(benchmark)
@@ -138,8 +172,7 @@ def report(plan: Plan, root: Path) -> str:
     total = Counter(state.state for state in states)
     lines.append(f"{len(states)} runs: " + ", ".join(f"{total[name]} {name}" for name in STATES if total[name]))
     pace = seconds_per_run(plan, root, states)
-    left = 0.0
-    unknown = 0
+    left, unknown, estimated = 0.0, 0, False
     for experiment in plan.experiments:
         for dataset in plan.config["experiments"][experiment]["datasets"]:
             for model in plan.config["experiments"][experiment]["models"]:
@@ -160,7 +193,12 @@ def report(plan: Plan, root: Path) -> str:
                 lines += [f"  {PROBLEMS[order]}: {job}: {detail}" for order, _, _, job, detail in listed[:MAX_LISTED]]
                 if len(listed) > MAX_LISTED:
                     lines.append(f"  ... and {len(listed) - MAX_LISTED} more jobs")
-                remaining = sum(state.state not in ("done", "diverged") for state in mine)
+                estimates = {state.job: state.seconds_left for state in mine if state.seconds_left is not None}
+                left += sum(estimates.values())
+                estimated |= bool(estimates)
+                remaining = sum(
+                    state.state not in ("done", "diverged") and state.seconds_left is None for state in mine
+                )
                 key = (experiment, dataset, model)
                 if key in pace:
                     left += remaining * pace[key]
@@ -169,11 +207,16 @@ def report(plan: Plan, root: Path) -> str:
     lines += ["", f"legend: {legend}"]
     if total["done"] + total["diverged"] == len(states):
         lines.append("every run is done")
-    elif pace:
+    elif pace or estimated:
+        sources = [
+            name
+            for name, given in (("the running jobs' estimates", estimated), ("the finished jobs' pace", pace))
+            if given
+        ]
         note = f" (and {unknown} runs of scenarios with no finished job yet)" if unknown else ""
-        lines.append(f"time left: about {duration(left)} of job time at the finished jobs' pace{note}")
+        lines.append(f"time left: about {duration(left)} of job time, from {' and '.join(sources)}{note}")
     else:
-        lines.append("time left: unknown until a training job finishes (its benchmark file gives the pace)")
+        lines.append("time left: unknown until a training job evaluates or finishes (its progress and benchmark files)")
     return "\n".join(lines)
 
 

@@ -41,6 +41,7 @@ from bslr.errors import ConfigError, Interrupted, ModelError, OutOfMemory
 from bslr.learners import Learner, build_learner, stacking_error
 from bslr.measures import Measurer
 from bslr.models import build_model, check_output
+from bslr.progress import ProgressFile, run_entry
 from bslr.schedule import Schedule
 from bslr.storage import RUN_COLUMNS, write_table
 
@@ -72,6 +73,8 @@ class RunOptions:
     keep_checkpoint: bool = False
     deterministic: bool = False  # deterministic CUDA kernels (CPU runs are deterministic anyway)
     data_file: str | None = None  # the data file the job's rule gives: generated MNIST-1D, or a config's npz
+    progress: str | None = None  # the job's progress file (JSON lines, `bslr.progress`)
+    tensorboard: tuple[str, ...] | None = None  # each run's TensorBoard run directory, in the pack's order
 
 
 class StopRequest:
@@ -222,11 +225,36 @@ def train_pack(
     A run whose training loss becomes NaN or infinite stops there (its file ends at that evaluation), as does
     one that reaches its target (`bslr.budget`); the others go on. With a checkpoint path, the pack resumes
     from the last finished epoch (or the step a signal stopped it at) found there and saves after every
-    epoch, so a killed job loses at most one epoch and ends with the same metrics.
+    epoch, so a killed job loses at most one epoch and ends with the same metrics. The progress file, if
+    any, ends with how the job ended: trained, stopped by a signal, or failed with its error.
     """
     check_pack(runs)
-    with training_device(runs[0], options) as device:
-        return _train_pack(runs, options, device)
+    progress_file = ProgressFile(options.progress, [run.lr for run in runs])
+    try:
+        with training_device(runs[0], options) as device:
+            results = _train_pack(runs, options, device, progress_file)
+    except torch.cuda.OutOfMemoryError as error:
+        failure = out_of_memory(runs, error)
+        progress_file.close(failure)
+        raise failure from error
+    except BaseException as error:
+        progress_file.close(error, stopped=isinstance(error, (Interrupted, KeyboardInterrupt)))
+        raise
+    progress_file.close()
+    return results
+
+
+def out_of_memory(runs: Sequence[RunSpec], error: torch.cuda.OutOfMemoryError) -> OutOfMemory:
+    """The error that says what to change when a pack does not fit its GPU."""
+    run = runs[0]
+    advice = "run it on a GPU with more memory"
+    if len(runs) > 1:
+        advice = "use a smaller training.pack.size (or learner: serial, which holds one batch's activations)"
+    return OutOfMemory(
+        f"GPU out of memory training {len(runs)} {run.model} run(s) on {run.dataset} at batch "
+        f"size {run.batch_size}: {advice}, or lower training.eval_batch_size if it failed while "
+        f"evaluating ({str(error).splitlines()[0]})"
+    )
 
 
 @dataclass
@@ -262,7 +290,7 @@ class Stopwatch:
 
 
 def _train_pack(
-    runs: Sequence[RunSpec], options: RunOptions, device: torch.device
+    runs: Sequence[RunSpec], options: RunOptions, device: torch.device, progress_file: ProgressFile
 ) -> list[tuple[pd.DataFrame, dict[str, str]]]:
     # Setup: the data, the engine, the seeded model and the learner that steps the pack's copies of it.
     run, lrs = runs[0], [run.lr for run in runs]
@@ -287,16 +315,16 @@ def _train_pack(
     progress, resume_order = Progress.start(len(runs)), None
     if state is not None:
         progress, resume_order = resume(state, learner, generators, measurer)
-        replay(budget, lrs, progress)
         print(
             f"resuming from {options.checkpoint} at step {progress.step} of {budget.steps} "
             f"(epoch {progress.step // budget.steps_per_epoch + 1})",
             file=sys.stderr,
         )
 
-    # The loop: epochs of SGD steps, evaluated where the budget says, checkpointed after each epoch.
+    # The loop: epochs of SGD steps, evaluated where the budget says, checkpointed after each epoch, told to the
+    # job's logs (text, progress file, TensorBoard) as it goes, a resumed pack's earlier evaluations first.
     first_step, trained, stopwatch = progress.step, time.perf_counter(), Stopwatch(progress)
-    with stop_requests() as stop:
+    with stop_requests() as stop, PackLogs(runs, budget, progress, progress_file, options.tensorboard) as logs:
         while progress.step < budget.steps and any(learner.active):
             epoch, start = budget.epoch_of(progress.step + 1), progress.step % budget.steps_per_epoch
             if resume_order is not None:  # replay the stopped epoch's permutation
@@ -315,8 +343,10 @@ def _train_pack(
                     rates = lrs if schedule.constant else [lr * schedule.factor(progress.step) for lr in lrs]
                     append_rows(progress, metrics, was_active, measured, rates, run.batch_size, budget, measurer)
                     progress.seconds = 0.0
-                    elapsed = time.perf_counter() - trained
-                    report(budget, progress.step, lrs, metrics, was_active, progress, seconds, elapsed, first_step)
+                    left = (
+                        (budget.steps - progress.step) * (time.perf_counter() - trained) / (progress.step - first_step)
+                    )
+                    logs.evaluated(progress, metrics, was_active, seconds, left)
                 if progress.step == budget.steps or not any(learner.active) or stop.signal_name is not None:
                     break
             finished = progress.step == budget.steps or not any(learner.active)
@@ -335,6 +365,7 @@ def _train_pack(
             if stop.signal_name and not finished:
                 where = "in" if mid_epoch else "after"
                 raise Interrupted(f"received signal {stop.signal_name} {where} epoch {epoch}")
+        logs.ended(progress)
 
     # The files: each run's rows, and what produced them.
     columns = RUN_COLUMNS + (measurer.columns if measurer else [])
@@ -483,37 +514,6 @@ def run_metadata(
     }
 
 
-def report(
-    budget: Budget,
-    step: int,
-    lrs: list[float],
-    metrics: list[dict[str, float]],
-    evaluated: list[bool],
-    progress: Progress,
-    seconds: float,
-    elapsed: float,
-    first_step: int,
-) -> None:
-    """One flushed line per evaluation, so that `tail -f` on a job's log follows it, with the time left."""
-    remaining = (budget.steps - step) * elapsed / (step - first_step)
-
-    def state(index: int, values: dict[str, float]) -> str:
-        if progress.diverged[index] is not None and progress.diverged_step[index] < step:
-            return "diverged"
-        if not evaluated[index]:
-            return f"reached the target at step {progress.reached[index]}"
-        return metrics_text(values) + (" (target reached)" if progress.reached[index] == step else "")
-
-    runs = "; ".join(
-        f"lr {lr:g}: {state(index, values)}" for index, (lr, values) in enumerate(zip(lrs, metrics, strict=True))
-    )
-    print(
-        f"epoch {budget.epoch_of(step)}/{budget.epochs} (step {step}/{budget.steps}, {seconds:.1f} s, "
-        f"about {remaining:.0f} s left): {runs}",
-        flush=True,
-    )
-
-
 def metrics_text(values: Mapping[str, float]) -> str:
     """One run's evaluation as a log line shows it."""
     return (
@@ -522,22 +522,111 @@ def metrics_text(values: Mapping[str, float]) -> str:
     )
 
 
-def replay(budget: Budget, lrs: list[float], progress: Progress) -> None:
-    """The evaluation lines of a resumed pack's steps before its stop, from its checkpoint: Snakemake
-    removes a job's log before running it again, and the log should still tell the whole run."""
-    by_step: dict[int, dict[int, dict[str, Any]]] = {}
-    for index, rows in enumerate(progress.rows):
-        for row in rows:
-            by_step.setdefault(int(row["step"]), {})[index] = row
-    for step in sorted(by_step):
+class PackLogs:
+    """Where a pack's course is told as it trains: a flushed line per evaluation on stdout (the job's log, so
+    that `tail -f` follows it), a JSON line in its progress file (`bslr.progress`, what `bslr status` reads),
+    and its runs' TensorBoard logs where asked (`bslr.tensorboard`). Opened on a resumed pack, it tells the
+    evaluations its checkpoint holds first: Snakemake empties a job's logs before running it again, and every
+    log should still tell the whole run, each evaluation once."""
+
+    def __init__(
+        self,
+        runs: Sequence[RunSpec],
+        budget: Budget,
+        progress: Progress,
+        progress_file: ProgressFile,
+        tensorboard: Sequence[str] | None,
+    ) -> None:
+        self.lrs, self.budget, self.progress_file = [run.lr for run in runs], budget, progress_file
+        self.board = None
+        if tensorboard is not None:
+            from bslr.tensorboard import PackBoard  # tensorboard's protobufs, only for jobs that log to it
+
+            self.board = PackBoard(tensorboard, runs, progress.rows)
+        self.ended_with: list[bool] | None = None
+        progress_file.start(budget.steps, budget.epochs, progress.step)
+        self.replay(progress)
+
+    def __enter__(self) -> PackLogs:
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        """A pack that did not end (a signal, an error) leaves its TensorBoard sessions open: a re-run resumes."""
+        if self.board is not None:
+            self.board.close(self.ended_with)
+
+    def replay(self, progress: Progress) -> None:
+        by_step: dict[int, dict[int, dict[str, Any]]] = {}
+        for index, rows in enumerate(progress.rows):
+            for row in rows:
+                by_step.setdefault(int(row["step"]), {})[index] = row
+        for step in sorted(by_step):
+            rows = [by_step[step].get(index) for index in range(len(self.lrs))]
+            text = "; ".join(
+                f"lr {lr:g}: " + (metrics_text(row) if row is not None else "not evaluated")
+                for lr, row in zip(self.lrs, rows, strict=True)
+            )
+            print(
+                f"epoch {self.budget.epoch_of(step)}/{self.budget.epochs} (step {step}/{self.budget.steps}, "
+                f"before the stop): {text}",
+                flush=True,
+            )
+            entries = [self.entry(progress, index, row, step) for index, row in enumerate(rows)]
+            self.progress_file.evaluation(step, self.budget.epoch_of(step), entries, replayed=True)
+
+    def entry(self, progress: Progress, index: int, row: Mapping[str, float] | None, step: int) -> dict[str, Any]:
+        """Run `index`'s state and metrics in the progress line of the evaluation at `step`."""
+        lr = self.lrs[index]
+        diverged_at, reached_at = progress.diverged_step[index], progress.reached[index]
+        if diverged_at is not None and diverged_at <= step:
+            return run_entry(lr, "diverged", row, diverged_at)
+        if reached_at is not None and reached_at <= step:
+            return run_entry(lr, "reached", row, reached_at)
+        return run_entry(lr, "training", row)
+
+    def evaluated(
+        self,
+        progress: Progress,
+        metrics: list[dict[str, float]],
+        evaluated: list[bool],
+        seconds: float,
+        left: float,
+    ) -> None:
+        """The evaluation at `progress.step` of the runs that were `evaluated` (active before it)."""
+        step, budget = progress.step, self.budget
+
+        def text(index: int, values: dict[str, float]) -> str:
+            if progress.diverged[index] is not None and progress.diverged_step[index] < step:
+                return "diverged"
+            if not evaluated[index]:
+                return f"reached the target at step {progress.reached[index]}"
+            return metrics_text(values) + (" (target reached)" if progress.reached[index] == step else "")
+
         runs = "; ".join(
-            f"lr {lr:g}: " + (metrics_text(row) if (row := by_step[step].get(index)) is not None else "not evaluated")
-            for index, lr in enumerate(lrs)
+            f"lr {lr:g}: {text(index, values)}"
+            for index, (lr, values) in enumerate(zip(self.lrs, metrics, strict=True))
         )
         print(
-            f"epoch {budget.epoch_of(step)}/{budget.epochs} (step {step}/{budget.steps}, before the stop): {runs}",
+            f"epoch {budget.epoch_of(step)}/{budget.epochs} (step {step}/{budget.steps}, {seconds:.1f} s, "
+            f"about {left:.0f} s left): {runs}",
             flush=True,
         )
+        entries = [
+            self.entry(progress, index, values if evaluated[index] else None, step)
+            for index, values in enumerate(metrics)
+        ]
+        self.progress_file.evaluation(step, budget.epoch_of(step), entries, seconds, left)
+        if self.board is not None:
+            self.board.add(progress.rows, step)
+
+    def ended(self, progress: Progress) -> None:
+        """Training is over: every run's final state (its files are written next)."""
+        self.ended_with = [diverged is not None for diverged in progress.diverged]
+        final = [self.entry(progress, index, None, progress.step) for index in range(len(self.lrs))]
+        for entry in final:
+            if entry["state"] == "training":
+                entry["state"] = "done"
+        self.progress_file.write("end", step=progress.step, runs=final)
 
 
 def train_pack_to_files(
@@ -547,18 +636,7 @@ def train_pack_to_files(
     the checkpoint unless asked to keep it."""
     if len(outputs) != len(runs):
         raise ConfigError(f"{len(runs)} runs but {len(outputs)} output files; give one output per run")
-    try:
-        results = train_pack(runs, options)
-    except torch.cuda.OutOfMemoryError as error:
-        run = runs[0]
-        advice = "run it on a GPU with more memory"
-        if len(runs) > 1:
-            advice = "use a smaller training.pack.size (or learner: serial, which holds one batch's activations)"
-        raise OutOfMemory(
-            f"GPU out of memory training {len(runs)} {run.model} run(s) on {run.dataset} at batch "
-            f"size {run.batch_size}: {advice}, or lower training.eval_batch_size if it failed while "
-            f"evaluating ({str(error).splitlines()[0]})"
-        ) from error
+    results = train_pack(runs, options)
     for (frame, metadata), output in zip(results, outputs, strict=True):
         write_table(frame, output, metadata)
     if options.checkpoint and not options.keep_checkpoint:

@@ -20,11 +20,12 @@ rule execution_options:
 # one shell command: each run's settings are its job's protocol and the keys its file name carries, and
 # re-packing an experiment under the serial learner re-trains nothing (bslr.plan.Plan.protocol_json).
 # Every path the job reads or writes comes through the rule (a Snakemake module's prefix applies to all):
-# the data the workflow generated, the execution options, the outputs (the checkpoint sits beside them).
-# Snakemake removes a job's log before running it again; a resumed job replays its earlier epochs into it.
+# the data the workflow generated, the execution options, the outputs (the checkpoint and the runs'
+# TensorBoard logs sit beside their tree), the text log and the progress file (JSON lines, bslr.progress).
+# Snakemake empties a job's logs before running it again; a resumed job replays its earlier evaluations.
 TRAIN_SHELL = (
     "bslr train --protocol {params.protocol:q} --output {output:q} --threads {threads}"
-    " --execution {input.execution:q} --checkpoint auto > {log:q} 2>&1"
+    " --execution {input.execution:q} --checkpoint auto --progress {log.progress:q} > {log.text:q} 2>&1"
 )
 TRAIN_GENERATED_DATA_SHELL = TRAIN_SHELL.replace(
     " --threads", " --data {input.data:q} --threads"
@@ -41,7 +42,8 @@ for train_rule in PLAN.train_rules():
         output:
             train_rule.outputs,
         log:
-            train_rule.log,
+            text=train_rule.log,
+            progress=train_rule.progress,
         benchmark:
             train_rule.benchmark
         conda:
