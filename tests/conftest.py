@@ -27,7 +27,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # scheduler below), and the input is built once per test run; every other test is scheduled on its own.
 # (pytest-xdist's own `xdist_group` marks work by renaming node ids, which pytest 9 no longer allows.)
 SHARED_INPUT_MODULES = {
-    "tiny_workflow": ("test_workflow.py", "test_status.py"),
+    "tiny_workflow": ("test_workflow.py", "test_status.py", "test_tensorboard.py"),
     "module_run": ("test_workflow.py",),
     "slurm": ("test_slurm.py",),
     "paper": ("test_figures.py",),

@@ -56,6 +56,7 @@ def test_defaults_are_filled_and_threads_stay_out_of_the_protocol():
         "runtime": "auto",
         "keep_checkpoints": False,
         "deterministic": False,
+        "tensorboard": True,
         "precision": "fp32",
         "tf32": True,
         "channels_last": "auto",

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -18,9 +19,11 @@ from bslr import checkpoint
 from bslr.config import RunSpec
 from bslr.errors import Interrupted, OutOfMemory
 from bslr.plan import generated_path
+from bslr.progress import last_event
 from bslr.storage import RUN_COLUMNS, read_run
 from bslr.train import RunOptions, pack_fingerprint, train_pack_to_files
 from conftest import REPO, SNAKEMAKE, snakemake, tiny_config, write_config
+from tensorboard_api import tensorboard
 from test_train import pack, settings, train_one
 
 METRICS = [column for column in RUN_COLUMNS if column != "seconds"]
@@ -227,10 +230,13 @@ def test_out_of_memory_names_model_and_batch_size(mnist1d_root, tmp_path, monkey
     def out_of_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(bslr.train, "train_pack", out_of_memory)
+    monkeypatch.setattr(bslr.train, "_train_pack", out_of_memory)
+    progress = tmp_path / "progress.jsonl"
     with pytest.raises(OutOfMemory, match="training 1 cnn1d run.s. on mnist1d at batch size 64: run it on a GPU"):
-        train_pack_to_files([settings(mnist1d_root)], [str(tmp_path / "run.parquet")])
+        train_pack_to_files([settings(mnist1d_root)], [str(tmp_path / "run.parquet")], RunOptions(progress=progress))
     assert not (tmp_path / "run.parquet").exists()
+    failed = last_event(progress)  # what `bslr status` shows: the advice, not torch's message alone
+    assert failed["event"] == "failed" and failed["error"].startswith("GPU out of memory training 1 cnn1d run(s)")
     with pytest.raises(OutOfMemory, match="training 3 mlp run.s. .* use a smaller training.pack.size"):
         train_pack_to_files(pack(mnist1d_root, model="mlp"), [str(tmp_path / f"{i}.parquet") for i in range(3)])
 
@@ -339,3 +345,15 @@ def test_ctrl_c_is_a_stop_its_log_keeps_the_epochs_and_the_rerun_resumes(mnist1d
     data = generated_path("mnist1d", mnist1d_root)
     reference, _ = train_one(RunSpec.of(json.loads(metadata["settings"])), RunOptions(data_file=str(data)))
     pd.testing.assert_frame_equal(resumed[METRICS], reference[METRICS], check_exact=True)
+
+    # the progress file and the TensorBoard log tell each evaluation once, those before the stop included
+    lines = [json.loads(line) for line in log.with_suffix(".progress.jsonl").read_text().splitlines()]
+    assert [line["event"] for line in lines][0] == "start" and lines[0]["resumed_at"] >= 250
+    assert [line["step"] for line in lines if line["event"] == "evaluation"] == [250, 500, 750]
+    assert lines[1].get("replayed") and lines[-1]["event"] == "end" and lines[-1]["runs"][0]["state"] == "done"
+    with tensorboard(tmp_path / "results/tensorboard/tiny") as board:
+        test_acc = board.scalars("mnist1d/cnn1d/bs16_lr0.1_seed0", "accuracy/test")
+        session = board.sessions()["mnist1d/cnn1d/bs16_lr0.1_seed0"]
+    expected = zip(resumed["step"].tolist(), resumed["test_acc"].astype(np.float32).tolist(), strict=True)
+    assert test_acc == list(expected)  # single precision, as TensorBoard holds scalars
+    assert session["status"] == "STATUS_SUCCESS" and session["metrics"]["accuracy/test"] == test_acc[-1]

@@ -7,7 +7,9 @@ import sys
 import pandas as pd
 
 from bslr.cli import main
+from bslr.errors import Interrupted, OutOfMemory
 from bslr.plan import Run
+from bslr.progress import ProgressFile, run_entry
 from bslr.storage import RUN_COLUMNS, write_table
 from conftest import tiny_config, write_config
 
@@ -19,13 +21,23 @@ def run_file(root, run: Run, diverged: bool) -> None:
     write_table(frame, root / run.path, {"settings": "{}", "diverged": "true" if diverged else "false"})
 
 
-def log_file(root, run: Run, text: str) -> None:
-    path = root / f"logs/train/tiny/mnist1d/mlp/bs{run.batch_size}_lr{run.lr:g}_seed0.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+def progress_file(root, run: Run) -> ProgressFile:
+    """The job's progress file, as its training job writes it (a job per run: `pack.size: 1`)."""
+    path = root / f"logs/train/tiny/mnist1d/mlp/bs{run.batch_size}_lr{run.lr:g}_seed0.progress.jsonl"
+    progress = ProgressFile(path, [run.lr])
+    progress.start(steps=2 * (4000 // run.batch_size), epochs=2, resumed_at=0)
+    return progress
 
 
-def tree_with_every_state(root) -> None:
+def evaluation(progress: ProgressFile, run: Run, state: str = "training", since: int | None = None) -> None:
+    metrics = dict(train_loss=2.3, train_acc=0.1, test_loss=2.3, test_acc=0.1)
+    steps = 4000 // run.batch_size
+    progress.evaluation(steps, 1, [run_entry(run.lr, state, metrics, since)], seconds=1.0, seconds_left=12.0)
+
+
+def tree_with_every_state(root) -> dict[tuple[int, float], Run]:
+    """Runs done, diverged (one with its file, one whose job says so), training, failed, stopped, with only a
+    checkpoint (a job of an earlier version), and pending."""
     runs = {
         (run.batch_size, run.lr): run
         for run in (Run("tiny", "mlp", "mnist1d", b, lr, 0) for b in (64, 128, 256) for lr in (0.05, 0.1, 0.15))
@@ -36,30 +48,53 @@ def tree_with_every_state(root) -> None:
     benchmark = root / "results/benchmarks/train/tiny/mnist1d/mlp/bs64_lr0.05_seed0.tsv"
     benchmark.parent.mkdir(parents=True)
     benchmark.write_text("s\th:m:s\tmax_rss\n30.0\t0:00:30\t100\n")
-    epoch = "epoch 1/2 (1.0 s, about 1 s left): lr 0.05: train loss 2.3 acc 0.1, test loss 2.3 acc 0.1\n"
-    log_file(root, runs[128, 0.05], epoch)
-    log_file(root, runs[128, 0.1], epoch + "bslr train: error: GPU out of memory training 1 mlp run(s)\n")
-    log_file(root, runs[128, 0.15], epoch + "bslr train: stopped, received signal SIGUSR1 in epoch 2; re-running\n")
-    checkpoint = root / "results/checkpoints/tiny/mnist1d/mlp/bs256_lr0.05_seed0.pt"
+
+    running = progress_file(root, runs[128, 0.05])
+    evaluation(running, runs[128, 0.05])
+    failed = progress_file(root, runs[128, 0.1])
+    evaluation(failed, runs[128, 0.1])
+    failed.close(OutOfMemory("GPU out of memory training 1 mlp run(s) on mnist1d at batch size 128"))
+    stopped = progress_file(root, runs[128, 0.15])
+    evaluation(stopped, runs[128, 0.15])
+    stopped.close(Interrupted("received signal SIGUSR1 in epoch 2"), stopped=True)
+    diverged = progress_file(root, runs[256, 0.05])
+    evaluation(diverged, runs[256, 0.05], "diverged", since=15)
+    diverged.write("end", step=15, runs=[run_entry(0.05, "diverged", None, 15)])
+    diverged.close()
+    checkpoint = root / "results/checkpoints/tiny/mnist1d/mlp/bs256_lr0.1_seed0.pt"
     checkpoint.parent.mkdir(parents=True)
     checkpoint.write_bytes(b"a checkpoint")
+    return runs
 
 
-def test_status_names_every_state_maps_it_and_estimates_the_time_left(tmp_path, capsys):
-    config = write_config(tmp_path, tiny_config(pack={"size": 1}))  # a job per run: a log per run
-    tree_with_every_state(tmp_path)
+def test_status_names_every_state_from_the_progress_files_whatever_the_logs_say(tmp_path, capsys):
+    config = write_config(tmp_path, tiny_config(pack={"size": 1}))  # a job per run: a progress file per run
+    runs = tree_with_every_state(tmp_path)
     assert main(["status", "--configfile", str(config), "--directory", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "9 runs: 2 done, 1 diverged, 2 in progress, 1 stopped, 1 failed, 2 pending" in out
-    assert "tiny / mnist1d / mlp: 2 done, 1 diverged, 2 in progress, 1 stopped, 1 failed, 2 pending" in out
-    assert "  bs  64 ##D\n  bs 128 >xs\n  bs 256 >..\n" in out
+    assert "9 runs: 2 done, 2 diverged, 2 in progress, 1 stopped, 1 failed, 1 pending" in out
+    assert "tiny / mnist1d / mlp: 2 done, 2 diverged, 2 in progress, 1 stopped, 1 failed, 1 pending" in out
+    assert "  bs  64 ##D\n  bs 128 >xs\n  bs 256 D>.\n" in out
     problems = [line for line in out.splitlines() if line.startswith("  ") and ": bs " in line]
-    assert problems[0].startswith("  failed: bs 128 lr 0.1 seed 0: bslr train: error: GPU out of memory")
-    assert problems[1].startswith("  stopped: bs 128 lr 0.15 seed 0: bslr train: stopped, received signal SIGUSR1")
-    assert problems[2] == "  in progress: bs 128 lr 0.05 seed 0: epoch 1/2, log written 0 min ago"
-    assert problems[3].startswith("  in progress: bs 256 lr 0.05 seed 0: checkpoint ")
-    assert len(problems) == 4
-    assert "time left: about 3 min 00 s of job time" in out  # 6 runs not done x 30 s measured per run
+    assert problems == [
+        "  failed: bs 128 lr 0.1 seed 0: GPU out of memory training 1 mlp run(s) on mnist1d at batch size 128",
+        "  stopped: bs 128 lr 0.15 seed 0: received signal SIGUSR1 in epoch 2",
+        "  in progress: bs 128 lr 0.05 seed 0: epoch 1/2 (step 31/62), about 12 s left, written 0 min ago",
+        f"  in progress: bs 256 lr 0.1 seed 0: checkpoint {tmp_path}/results/checkpoints/tiny/mnist1d/mlp/"
+        "bs256_lr0.1_seed0.pt",
+    ]
+    # the running job's own estimate, and 4 runs not started or to resume x 30 s measured per run
+    assert (
+        "time left: about 2 min 12 s of job time, from the running jobs' estimates and the finished jobs' pace" in out
+    )
+
+    # logs saying the opposite of every state (errors, stops, epochs) change nothing reported
+    for run in (run for key, run in runs.items() if key != (256, 0.15)):  # every job but the pending run's
+        log = tmp_path / f"logs/train/tiny/mnist1d/mlp/bs{run.batch_size}_lr{run.lr:g}_seed0.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("epoch 9/9 (step 1/1): Traceback\nbslr train: stopped, received signal SIGTERM\nerror: Killed\n")
+    assert main(["status", "--configfile", str(config), "--directory", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == out
 
 
 def test_a_finished_workflow_prints_its_summary(tiny_workflow):

@@ -112,10 +112,10 @@ def run_states(plan: Plan, root: Path) -> list[RunState]:
         if event is not None:
             state, detail, left = state_of(event, run.lr)
             states.append(RunState(run, state, detail, job, left))
-        elif files.progress.is_file() or files.log.is_file():
-            states.append(RunState(run, "in progress", "started, setting up (no progress line yet)", job=job))
         elif files.checkpoint.is_file():
             states.append(RunState(run, "in progress", f"checkpoint {files.checkpoint}", job=job))
+        elif files.progress.is_file() or files.log.is_file():
+            states.append(RunState(run, "in progress", "started, setting up (no progress line yet)", job=job))
         else:
             states.append(RunState(run, "pending", job=job))
     return states
