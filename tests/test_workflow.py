@@ -158,6 +158,8 @@ def test_protocol_change_retrains_and_new_learning_rates_train_alone(tiny_workfl
     # experiment's options file, which training jobs read but are never re-run for
     changed["training"] = {"eval_batch_size": 500, "workers": 2, "keep_checkpoints": True, "deterministic": True}
     assert planned_jobs(tiny_workflow, write_config(tmp_path, changed)) == {"execution_options": 1}
+    changed["training"] = {"tensorboard": False}  # logging switched off (and on again) re-trains nothing
+    assert planned_jobs(tiny_workflow, write_config(tmp_path, changed)) == {"execution_options": 1}
 
     changed = tiny_config(momentum=0.9, pack={"size": 1})
     assert training_jobs(planned_jobs(tiny_workflow, write_config(tmp_path, changed))) == 9
@@ -170,6 +172,28 @@ def test_protocol_change_retrains_and_new_learning_rates_train_alone(tiny_workfl
     changed = tiny_config(learning_rates=[0.05, 0.1, 0.15, 0.2], pack={"size": 1})
     jobs = planned_jobs(tiny_workflow, write_config(tmp_path, changed))
     assert jobs["train_tiny_mnist1d_mlp"] == 3 and jobs["aggregate"] == 1
+
+
+def test_a_changed_training_command_re_trains_nothing(tiny_workflow):
+    """Runs trained by an earlier bslr, whose training rules had another command line, are not trained again:
+    the workflow profile (profiles/default) leaves out Snakemake's `code` trigger, without which every
+    training job would re-run. The earlier command is put back in Snakemake's records for the test."""
+    config_path = tiny_workflow / "config.yaml"
+    records = {}
+    for path in (tiny_workflow / ".snakemake/metadata").iterdir():
+        record = json.loads(path.read_text())
+        if record["rule"].startswith("train_"):
+            records[path] = path.read_text()
+            earlier = record["code"].replace(" --progress {log.progress:q} > {log.text:q}", " > {log:q}")
+            assert earlier != record["code"]
+            path.write_text(json.dumps(record | {"code": earlier}))
+    try:
+        assert len(records) == 9  # a record per output
+        assert planned_jobs(tiny_workflow, config_path) == {}
+        assert training_jobs(planned_jobs(tiny_workflow, config_path, "--workflow-profile", "none")) == 3
+    finally:
+        for path, text in records.items():
+            path.write_text(text)
 
 
 def test_configfile_replaces_the_default_experiments(tmp_path):
@@ -242,6 +266,8 @@ def test_bslr_as_a_snakemake_module_writes_only_under_its_prefix(module_run):
     assert len(list((study / "results/runs").rglob("*.parquet"))) == 9
     assert (study / "resources/data/mnist1d/mnist1d.npz").is_file()
     assert (study / "logs/train/tiny/mnist1d/mlp/bs64_lr0.05-0.15_seed0.log").is_file()
+    assert (study / "logs/train/tiny/mnist1d/mlp/bs64_lr0.05-0.15_seed0.progress.jsonl").is_file()
+    assert len(list((study / "results/tensorboard/tiny/mnist1d/mlp").glob("bs*_lr*_seed0/events.out.tfevents.*"))) == 9
     assert (study / "results/figures/tiny/composite.pdf").is_file()
 
 
