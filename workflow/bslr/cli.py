@@ -72,13 +72,22 @@ def cmd_execution_options(args: argparse.Namespace) -> None:
 
 
 def read_execution_options(path: str) -> dict:
+    from bslr.config import EXECUTION_KEYS
+
     try:
         with open(path) as handle:
-            return json.load(handle)
+            options = json.load(handle)
     except (OSError, ValueError) as error:
         raise ConfigError(
             f"execution options file {path} is unreadable ({error}); delete it and re-run snakemake to rewrite it"
         ) from error
+    missing = [key for key in EXECUTION_KEYS if key not in options]
+    if missing:
+        raise ConfigError(
+            f"execution options file {path} lacks {missing} (an earlier version wrote it); delete it and re-run "
+            "snakemake to rewrite it"
+        )
+    return options
 
 
 def cmd_train(args: argparse.Namespace) -> None:
