@@ -31,7 +31,7 @@ def timed(command: list[str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configfile", help="a config of your own (default: the embedded config/config.yaml)")
+    parser.add_argument("--configfile", default=str(REPO / "config/config.yaml"))
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -41,9 +41,8 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as workdir:
                 command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
                 command += ["--directory", workdir, "--cores", str(args.cores)]
+                command += ["--configfile", str(Path(args.configfile).resolve())]
                 command += ["--config", f"training={{tensorboard: {value}}}"]
-                if args.configfile:
-                    command += ["--configfile", str(Path(args.configfile).resolve())]
                 seconds = timed(command)
                 logged = sum(1 for _ in Path(workdir, "results/tensorboard").rglob("events.out.tfevents.*"))
             times[setting].append(seconds)

@@ -29,7 +29,9 @@ def free_port() -> int:
 
 def sessions(url: str) -> int:
     """How many runs the HParams plugin has loaded so far."""
-    body = json.dumps({"experimentName": "", "startIndex": 0, "sliceSize": 100000}).encode()
+    statuses = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
+    body = {"experimentName": "", "startIndex": 0, "sliceSize": 100000, "allowedStatuses": statuses}
+    body = json.dumps(body).encode()
     request = urllib.request.Request(
         f"{url}/data/plugin/hparams/session_groups", body, headers={"Content-Type": "application/json"}
     )
@@ -41,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--logdir", default="results/tensorboard/mnist1d")
     parser.add_argument("--output", default=str(DOCS / "figures/tensorboard_hparams.png"))
-    parser.add_argument("--size", default="1600,1000", help="the browser window, in pixels: width,height")
+    parser.add_argument("--size", default="1800,1000", help="the browser window, in pixels: width,height")
     args = parser.parse_args()
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:

@@ -58,9 +58,10 @@ def budget_text(run: RunSpec) -> str:
 
 
 def hyperparameters(run: RunSpec) -> dict[str, int | float | str]:
-    """What the HParams plugin shows of a run: its grid point, its ratios and its protocol's main settings."""
-    _, optimizer_ratio, ratio_name = run.scaling
-    return {
+    """What the HParams plugin shows of a run: its grid point, B/lr, its budget and weight decay, and, where it
+    has one other than the paper's plain SGD, its optimizer with the ratio that governs it (`bslr.config.
+    optimizer_scaling`: B(1-m)/lr, B/lr^2)."""
+    values: dict[str, int | float | str] = {
         "experiment": run.experiment,
         "model": run.model,
         "dataset": run.dataset,
@@ -69,9 +70,14 @@ def hyperparameters(run: RunSpec) -> dict[str, int | float | str]:
         "ratio": run.batch_size / run.lr,
         "seed": run.seed,
         "budget": budget_text(run),
+        "weight_decay": run.weight_decay,
+    }
+    if (run.optimizer["name"], run.momentum, run.optimizer.get("nesterov", False)) == ("sgd", 0.0, False):
+        return values
+    _, optimizer_ratio, ratio_name = run.scaling
+    return values | {
         "optimizer": run.optimizer["name"],
         "momentum": run.momentum,
-        "weight_decay": run.weight_decay,
         "optimizer_ratio": optimizer_ratio,
         "optimizer_ratio_name": ratio_name,
     }
