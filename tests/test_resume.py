@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import bslr.learners
 import bslr.train
@@ -332,6 +333,13 @@ def test_ctrl_c_is_a_stop_its_log_keeps_the_epochs_and_the_rerun_resumes(mnist1d
     assert "bslr train: stopped, received signal SIGINT" in stopped and "epoch 1/3" in stopped
     assert "Traceback" not in stopped and "KeyboardInterrupt" not in stopped
     assert not (tmp_path / target).exists()
+    # the progress file and the TensorBoard log were written as it trained, and say how the job ended
+    progress = log.with_suffix(".progress.jsonl")
+    lines = [json.loads(line) for line in progress.read_text().splitlines()]
+    assert lines[1]["event"] == "evaluation" and lines[1]["step"] == 250 and lines[-1]["event"] == "stopped"
+    events = EventAccumulator(str(tmp_path / "results/tensorboard/tiny/mnist1d/cnn1d/bs16_lr0.1_seed0"))
+    events.Reload()
+    assert events.Scalars("accuracy/test")[0].step == 250
     assert "1 stopped" in report(Plan(config), tmp_path)
 
     snakemake(tmp_path, config_path, "--cores", "1", "--rerun-incomplete", target)
@@ -347,7 +355,7 @@ def test_ctrl_c_is_a_stop_its_log_keeps_the_epochs_and_the_rerun_resumes(mnist1d
     pd.testing.assert_frame_equal(resumed[METRICS], reference[METRICS], check_exact=True)
 
     # the progress file and the TensorBoard log tell each evaluation once, those before the stop included
-    lines = [json.loads(line) for line in log.with_suffix(".progress.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in progress.read_text().splitlines()]
     assert [line["event"] for line in lines][0] == "start" and lines[0]["resumed_at"] >= 250
     assert [line["step"] for line in lines if line["event"] == "evaluation"] == [250, 500, 750]
     assert lines[1].get("replayed") and lines[-1]["event"] == "end" and lines[-1]["runs"][0]["state"] == "done"

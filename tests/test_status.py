@@ -32,7 +32,7 @@ def progress_file(root, run: Run) -> ProgressFile:
 def evaluation(progress: ProgressFile, run: Run, state: str = "training", since: int | None = None) -> None:
     metrics = dict(train_loss=2.3, train_acc=0.1, test_loss=2.3, test_acc=0.1)
     steps = 4000 // run.batch_size
-    progress.evaluation(steps, 1, [run_entry(run.lr, state, metrics, since)], seconds=1.0, seconds_left=12.0)
+    progress.evaluation(steps, 1, [run_entry(run.lr, state, metrics, since)], seconds=1.0, left=12.0)
 
 
 def tree_with_every_state(root) -> dict[tuple[int, float], Run]:
@@ -59,7 +59,7 @@ def tree_with_every_state(root) -> dict[tuple[int, float], Run]:
     stopped.close(Interrupted("received signal SIGUSR1 in epoch 2"), stopped=True)
     diverged = progress_file(root, runs[256, 0.05])
     evaluation(diverged, runs[256, 0.05], "diverged", since=15)
-    diverged.write("end", step=15, runs=[run_entry(0.05, "diverged", None, 15)])
+    diverged.end(15, [run_entry(0.05, "diverged", None, 15)])
     diverged.close()
     checkpoint = root / "results/checkpoints/tiny/mnist1d/mlp/bs256_lr0.1_seed0.pt"
     checkpoint.parent.mkdir(parents=True)
@@ -95,6 +95,43 @@ def test_status_names_every_state_from_the_progress_files_whatever_the_logs_say(
         log.write_text("epoch 9/9 (step 1/1): Traceback\nbslr train: stopped, received signal SIGTERM\nerror: Killed\n")
     assert main(["status", "--configfile", str(config), "--directory", str(tmp_path)]) == 0
     assert capsys.readouterr().out == out
+
+
+def test_status_of_packs_reads_each_run_s_state_in_its_job_s_last_line(tmp_path, capsys):
+    """Packs of three: a job stopped after one run diverged and another reached its target, a resumed job
+    before its first new evaluation, a job whose training is over and whose files are being written."""
+    config = write_config(tmp_path, tiny_config(pack={"size": "all", "learner": "serial"}))
+    metrics = dict(train_loss=2.3, train_acc=0.1, test_loss=2.3, test_acc=0.1)
+    lrs = [0.05, 0.1, 0.15]
+
+    def job(batch_size: int) -> ProgressFile:
+        path = tmp_path / f"logs/train/tiny/mnist1d/mlp/bs{batch_size}_lr0.05-0.15_seed0.progress.jsonl"
+        return ProgressFile(path, lrs)
+
+    stopped = job(64)
+    stopped.start(steps=124, epochs=2, resumed_at=0)
+    entries = [run_entry(0.05, "training", metrics), run_entry(0.1, "reached", metrics, 62)]
+    stopped.evaluation(62, 1, [*entries, run_entry(0.15, "diverged", None, 20)], seconds=1.0, left=1.0)
+    stopped.close(Interrupted("received signal SIGTERM in epoch 2"), stopped=True)
+    resumed = job(128)
+    resumed.start(steps=62, epochs=2, resumed_at=31)
+    resumed.replayed(31, 1, [run_entry(lr, "reached" if lr == 0.1 else "training", metrics, 31) for lr in lrs])
+    trained = job(256)
+    trained.start(steps=30, epochs=2, resumed_at=0)
+    trained.end(30, [run_entry(lr, "done", None) for lr in lrs])
+
+    assert main(["status", "--configfile", str(config), "--directory", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "9 runs: 1 diverged, 6 in progress, 2 stopped" in out
+    assert "  bs  64 ssD\n  bs 128 >>>\n  bs 256 >>>\n" in out
+    problems = [line for line in out.splitlines() if line.startswith("  ") and ": bs " in line]
+    assert problems[0] == "  stopped: bs 64 lr 0.05-0.15 seed 0: received signal SIGTERM in epoch 2"
+    assert problems[1].startswith("  in progress: bs 128 lr 0.05-0.15 seed 0: epoch 1/2 (step 31/62), resumed (")
+    assert problems[2].startswith(
+        "  in progress: bs 128 lr 0.05-0.15 seed 0: reached its target at step 31, epoch 1/2 (step 31/62), resumed"
+    )
+    assert problems[3].startswith("  in progress: bs 256 lr 0.05-0.15 seed 0: trained (0 min ago); its file is being")
+    assert len(problems) == 4
 
 
 def test_a_finished_workflow_prints_its_summary(tiny_workflow):

@@ -215,3 +215,56 @@ def test_measures_are_taken_at_the_asked_epochs_and_the_end_and_a_serial_pack_me
         assert (measured["hessian_trace_se"] > 0).all() and (measured["weight_norm"] > 0).all()
         alone, _ = train_one(run)
         pd.testing.assert_frame_equal(frame.drop(columns="seconds"), alone.drop(columns="seconds"), check_exact=True)
+
+
+def test_live_tensorboard_logs_are_the_export_of_the_files_for_diverged_measured_and_scheduled_runs(
+    mnist1d_root, tmp_path
+):
+    """A pack of two MLP runs under a cosine schedule with a measure, one diverging, logged to TensorBoard as
+    it trains; then its files exported: the event files, read by TensorBoard's own loader, hold the same
+    scalars (the lr in force, the measure where taken, the diverged run's NaN), hyperparameters and ends of
+    session (a failure for the diverged run)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata as hparams_metadata
+
+    from bslr.plan import tensorboard_dir
+    from bslr.tensorboard import export
+
+    runs = pack(
+        mnist1d_root,
+        lrs=(0.1, 1e4),
+        model="mlp",
+        batch_size=64,
+        epochs=2,
+        measures=["weight_norm"],
+        schedule={"decay": "cosine"},
+    )
+    outputs = [str(tmp_path / Run("tiny", "mlp", "mnist1d", 64, run.lr, run.seed).path) for run in runs]
+    live = tuple(tensorboard_dir(output, tmp_path / "live") for output in outputs)
+    frames = train_pack_to_files(runs, outputs, RunOptions(tensorboard=live))
+    exported = export(outputs, tmp_path / "exported")
+
+    def logged(directory):
+        events = EventAccumulator(str(directory))
+        events.Reload()
+        scalars = {  # NaN as text, so that equal logs compare equal
+            tag: [(e.step, "nan" if math.isnan(e.value) else e.value) for e in events.Scalars(tag)]
+            for tag in events.Tags()["scalars"]
+        }
+        session = events.PluginTagToContent(hparams_metadata.PLUGIN_NAME)
+        return scalars, {
+            tag: hparams_metadata.parse_session_start_info_plugin_data(content)
+            if tag == hparams_metadata.SESSION_START_INFO_TAG
+            else hparams_metadata.parse_session_end_info_plugin_data(content)
+            for tag, content in session.items()
+        }
+
+    (good, good_session), (bad, bad_session) = (logged(directory) for directory in live)
+    assert [logged(directory) for directory in exported] == [(good, good_session), (bad, bad_session)]
+    steps = frames[0]["step"].tolist()
+    assert [step for step, _ in good["lr"]] == steps and good["lr"][-1][1] < good["lr"][0][1]  # the cosine's fall
+    assert [step for step, _ in good["measures/weight_norm"]] == steps[-1:]  # taken at the end only
+    assert bad["loss/train"][-1][1] == "nan" and len(bad["loss/train"]) == len(frames[1]) < len(steps)
+    assert bad_session[hparams_metadata.SESSION_END_INFO_TAG].status == 2  # STATUS_FAILURE
+    assert good_session[hparams_metadata.SESSION_END_INFO_TAG].status == 1  # STATUS_SUCCESS
+    assert good_session[hparams_metadata.SESSION_START_INFO_TAG].hparams["lr"].number_value == 0.1

@@ -158,7 +158,7 @@ def test_protocol_change_retrains_and_new_learning_rates_train_alone(tiny_workfl
     # experiment's options file, which training jobs read but are never re-run for
     changed["training"] = {"eval_batch_size": 500, "workers": 2, "keep_checkpoints": True, "deterministic": True}
     assert planned_jobs(tiny_workflow, write_config(tmp_path, changed)) == {"execution_options": 1}
-    changed["training"] = {"tensorboard": False}  # logging switched off (and on again) re-trains nothing
+    changed["training"] = {"tensorboard": False}  # logging switched off (the grid ran with it on) re-trains nothing
     assert planned_jobs(tiny_workflow, write_config(tmp_path, changed)) == {"execution_options": 1}
 
     changed = tiny_config(momentum=0.9, pack={"size": 1})

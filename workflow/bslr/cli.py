@@ -332,7 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.add_argument("--keep-checkpoint", action="store_true", help="keep the checkpoint after the run")
     command.add_argument("--deterministic", action="store_true", help="deterministic CUDA kernels")
-    command.add_argument("--execution", help="a JSON file of execution options, in place of the four above")
+    command.add_argument(
+        "--execution",
+        help="a JSON file of execution options, in place of the four above (its `tensorboard`: --tensorboard auto)",
+    )
     command.add_argument("--progress", help="write the job's progress here, a JSON line per event (bslr.progress)")
     command.add_argument(
         "--tensorboard",

@@ -178,12 +178,16 @@ def run_keys(path: str) -> dict[str, Any]:
     return {key: getattr(run, key) for key in PATH_KEYS}
 
 
+def prefix_of(output: str) -> str:
+    """What comes before a per-run file's `results/runs/`: a Snakemake module's prefix, or nothing."""
+    return str(output)[: str(output).index("results/runs/")]
+
+
 def checkpoint_path(outputs: list[str]) -> str:
     """A pack's checkpoint, beside its per-run files' tree (under the same prefix, if any)."""
     runs = [run_of_path(path) for path in outputs]
     first = runs[0]
-    prefix = str(outputs[0])[: str(outputs[0]).index("results/runs/")]
-    return prefix + CHECKPOINT.format(
+    return prefix_of(outputs[0]) + CHECKPOINT.format(
         experiment=first.experiment,
         dataset=first.dataset,
         model=first.model,
@@ -207,7 +211,7 @@ def tensorboard_dir(output: str, logdir: str | Path | None = None) -> str:
     )
     if logdir is not None:
         return str(Path(logdir) / TENSORBOARD_RUN.removeprefix(TENSORBOARD_ROOT).format(**fields))
-    return str(output)[: str(output).index("results/runs/")] + TENSORBOARD_RUN.format(**fields)
+    return prefix_of(output) + TENSORBOARD_RUN.format(**fields)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
-EVENTS = ("start", "evaluation", "end", "stopped", "failed")
 TAIL_BYTES = 1 << 16  # a last line is read from the file's end: a pack of 20 runs writes about 4 kB a line
 
 
@@ -34,12 +33,16 @@ def finite_or_none(value: float) -> float | None:
 
 
 class ProgressFile:
-    """Appends a job's events to its progress file, one flushed line each (nothing where the path is None)."""
+    """Appends a job's events to its progress file, one flushed line each (nothing where the path is None).
+
+    Its `end`, `stopped` and `failed` lines repeat each run's last state, so that a reader of the last line
+    alone knows which runs of the pack had diverged or reached their target before the job ended."""
 
     def __init__(self, path: str | Path | None, lrs: Sequence[float]) -> None:
-        self.path, self.lrs = path, [float(lr) for lr in lrs]
+        self.lrs = [float(lr) for lr in lrs]
         self.handle: TextIO | None = None
         self.length: dict[str, int] = {}  # the pack's steps and epochs, in each evaluation line
+        self.states: list[dict[str, Any]] = [{"lr": lr, "state": "training"} for lr in self.lrs]
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             # written anew by each attempt, which first replays the evaluations its checkpoint holds
@@ -56,28 +59,30 @@ class ProgressFile:
         self.length = dict(steps=steps, epochs=epochs)
         self.write("start", **self.length, resumed_at=resumed_at, pid=os.getpid())
 
-    def evaluation(
-        self,
-        step: int,
-        epoch: int,
-        runs: Sequence[Mapping[str, Any]],
-        seconds: float | None = None,
-        seconds_left: float | None = None,
-        replayed: bool = False,
-    ) -> None:
-        """One evaluation of the pack: `runs` holds each run's `lr`, `state` and metrics (see `run_entry`)."""
-        fields: dict[str, Any] = dict(step=step, epoch=epoch, **self.length, runs=list(runs))
-        if replayed:
-            fields["replayed"] = True
-        else:
-            fields |= dict(seconds=round(seconds or 0.0, 3), seconds_left=round(seconds_left or 0.0, 1))
-        self.write("evaluation", **fields)
+    def evaluation(self, step: int, epoch: int, runs: Sequence[Mapping[str, Any]], seconds: float, left: float) -> None:
+        """One evaluation of the pack: `runs` holds each run's `lr`, `state` and metrics (see `run_entry`), and
+        the pack took `seconds` since the last one, with about `left` seconds to go."""
+        self._evaluation(step, epoch, runs, seconds=round(seconds, 3), seconds_left=round(left, 1))
+
+    def replayed(self, step: int, epoch: int, runs: Sequence[Mapping[str, Any]]) -> None:
+        """An evaluation from before the stop that the resumed job's checkpoint holds."""
+        self._evaluation(step, epoch, runs, replayed=True)
+
+    def _evaluation(self, step: int, epoch: int, runs: Sequence[Mapping[str, Any]], **fields: Any) -> None:
+        self.states = [{key: entry[key] for key in ("lr", "state", "since_step") if key in entry} for entry in runs]
+        self.write("evaluation", step=step, epoch=epoch, **self.length, runs=list(runs), **fields)
+
+    def end(self, step: int, runs: Sequence[Mapping[str, Any]]) -> None:
+        """Training is over (the per-run files are written next): each run's final state."""
+        self.states = list(runs)
+        self.write("end", step=step, runs=self.states)
 
     def close(self, error: BaseException | None = None, stopped: bool = False) -> None:
         """Record how the job ended, if not by training to its end (`end`), and close the file."""
         if error is not None:
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
-            self.write("stopped" if stopped else "failed", error=message, error_type=type(error).__name__)
+            kind = "stopped" if stopped else "failed"
+            self.write(kind, error=message, error_type=type(error).__name__, runs=self.states)
         if self.handle is not None:
             self.handle.close()
             self.handle = None

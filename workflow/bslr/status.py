@@ -1,12 +1,12 @@
 """Where a config's runs stand, from what is on disk, without importing torch (`bslr status`).
 
 A run is **done** when its per-run Parquet exists (**diverged** when its metadata says so); otherwise its
-job's progress file (`bslr.progress`) tells the rest from its last line: **diverged** (its pack trains on),
-**failed** with the job's error, **stopped** by a scheduler's signal or Ctrl-C (a re-run resumes), **in
+job's progress file (`bslr.progress`) tells the rest from its last line: **diverged** (its pack may train
+on), **failed** with the job's error, **stopped** by a scheduler's signal or Ctrl-C (a re-run resumes), **in
 progress** at an epoch, with the job's own estimate of its time left (a job killed without warning looks the
-same: the line's age tells), and **pending** where no job has started. The log's wording plays no part. The
+same: the line's age tells), and **pending** where no job has started. The logs' wording plays no part. The
 time left is the running jobs' own estimates, plus the finished jobs' measured time per run (Snakemake's
-benchmark files) times the runs no job has started.
+benchmark files) times every other run not done (pending, stopped, failed, or without an estimate yet).
 """
 
 from __future__ import annotations
@@ -69,26 +69,29 @@ def ago(moment: float) -> str:
     return f"{(time.time() - moment) / 60:.0f} min ago"
 
 
-def state_of(event: dict[str, Any], lr: float) -> tuple[str, str, float | None]:
-    """(state, detail, seconds left) of the run at `lr` from its job's last progress line."""
+def state_of(event: dict[str, Any], lr: float) -> tuple[str, str, float | None] | None:
+    """(state, detail, seconds left) of the run at `lr` from its job's last progress line; None where the line
+    is of a job that trained other learning rates under this pack's name (its config changed since)."""
+    entry = next((entry for entry in event.get("runs", [{"lr": lr}]) if entry["lr"] == lr), None)
+    if entry is None or lr not in event["job"]:
+        return None
     kind = event["event"]
-    if kind == "failed":
-        return "failed", event["error"], None
-    if kind == "stopped":
-        return "stopped", event["error"], None
+    if entry.get("state") == "diverged":
+        return "diverged", f"at step {entry['since_step']}", None
+    if kind in ("failed", "stopped"):
+        return kind, event["error"], None
     if kind == "start":
         where = f"resumed at step {event['resumed_at']}" if event["resumed_at"] else "started"
         return "in progress", f"{where} of {event['steps']}, no evaluation since ({ago(event['time'])})", None
-    entry = next(entry for entry in event["runs"] if entry["lr"] == lr)
-    if entry["state"] == "diverged":
-        return "diverged", f"at step {entry['since_step']}", None
     if kind == "end":
         return "in progress", f"trained ({ago(event['time'])}); its file is being written", None
     reached = f"reached its target at step {entry['since_step']}, " if entry["state"] == "reached" else ""
+    where = f"{reached}epoch {event['epoch']}/{event['epochs']} (step {event['step']}/{event['steps']})"
+    if event.get("replayed"):  # a resumed job, before its first new evaluation
+        return "in progress", f"{where}, resumed ({ago(event['time'])})", None
     return (
         "in progress",
-        f"{reached}epoch {event['epoch']}/{event['epochs']} (step {event['step']}/{event['steps']}), "
-        f"about {event['seconds_left']:.0f} s left, written {ago(event['time'])}",
+        f"{where}, about {event['seconds_left']:.0f} s left, written {ago(event['time'])}",
         event["seconds_left"],
     )
 
@@ -109,8 +112,9 @@ def run_states(plan: Plan, root: Path) -> list[RunState]:
         if files.progress not in events:
             events[files.progress] = last_event(files.progress)
         event = events[files.progress]
-        if event is not None:
-            state, detail, left = state_of(event, run.lr)
+        known = state_of(event, run.lr) if event is not None else None
+        if known is not None:
+            state, detail, left = known
             states.append(RunState(run, state, detail, job, left))
         elif files.checkpoint.is_file():
             states.append(RunState(run, "in progress", f"checkpoint {files.checkpoint}", job=job))

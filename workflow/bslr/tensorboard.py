@@ -31,8 +31,8 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, Sessi
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
-from bslr.config import RunSpec, format_lr
-from bslr.storage import RUN_COLUMNS
+from bslr.aggregate import MEASURES
+from bslr.config import RunSpec
 
 # Each evaluation column and its scalar's tag; the measures (every other column) go under `measures/`.
 SCALARS = {
@@ -83,11 +83,6 @@ def hyperparameters(run: RunSpec) -> dict[str, int | float | str]:
     }
 
 
-def run_name(run: RunSpec) -> str:
-    """A run's name within its experiment's log directory (its per-run file's, less the experiment)."""
-    return f"{run.dataset}/{run.model}/bs{run.batch_size}_lr{format_lr(run.lr)}_seed{run.seed}"
-
-
 def session_end(status: str) -> Summary:
     """The HParams plugin's end-of-session record with `status` (STATUS_SUCCESS, STATUS_FAILURE)."""
     content = HParamsPluginData(
@@ -112,10 +107,11 @@ class RunBoard:
     def add(self, row: Mapping[str, Any]) -> None:
         """One evaluation row (a per-run Parquet's columns) as scalars at its step."""
         step = int(row["step"])
-        for column, value in row.items():
-            tag = SCALARS.get(column) or (None if column in RUN_COLUMNS else f"measures/{column}")
-            if tag is not None and (column in SCALARS or math.isfinite(value)):
-                self.scalar(tag, value, step)
+        for column, tag in SCALARS.items():
+            self.scalar(tag, row[column], step)
+        for column in MEASURES:  # NaN where not measured at this evaluation
+            if column in row and math.isfinite(row[column]):
+                self.scalar(f"measures/{column}", row[column], step)
         self.scalar(GAP, row["train_acc"] - row["test_acc"], step)
         if math.isfinite(row["test_acc"]):
             self.best = max(self.best, float(row["test_acc"]))

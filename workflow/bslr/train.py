@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -44,6 +44,9 @@ from bslr.models import build_model, check_output
 from bslr.progress import ProgressFile, run_entry
 from bslr.schedule import Schedule
 from bslr.storage import RUN_COLUMNS, write_table
+
+if TYPE_CHECKING:
+    from bslr.tensorboard import PackBoard
 
 
 def provenance(run: RunSpec, device: torch.device, threads: int) -> dict[str, str]:
@@ -217,7 +220,7 @@ def evaluate(learner: Learner, data: MemoryData | LoaderData, batch_size: int) -
 
 
 def train_pack(
-    runs: Sequence[RunSpec], options: RunOptions = RunOptions()
+    runs: Sequence[RunSpec], options: RunOptions = RunOptions(), progress_file: ProgressFile | None = None
 ) -> list[tuple[pd.DataFrame, dict[str, str]]]:
     """Train a pack to the end of its budget and return each run's evaluations and metadata, in the order of
     `runs`.
@@ -225,14 +228,20 @@ def train_pack(
     A run whose training loss becomes NaN or infinite stops there (its file ends at that evaluation), as does
     one that reaches its target (`bslr.budget`); the others go on. With a checkpoint path, the pack resumes
     from the last finished epoch (or the step a signal stopped it at) found there and saves after every
-    epoch, so a killed job loses at most one epoch and ends with the same metrics. The progress file, if
-    any, ends with how the job ended: trained, stopped by a signal, or failed with its error.
+    epoch, so a killed job loses at most one epoch and ends with the same metrics.
     """
     check_pack(runs)
-    progress_file = ProgressFile(options.progress, [run.lr for run in runs])
+    with training_device(runs[0], options) as device:
+        return _train_pack(runs, options, device, progress_file or ProgressFile(None, [run.lr for run in runs]))
+
+
+@contextlib.contextmanager
+def job_progress(runs: Sequence[RunSpec], path: str | None) -> Iterator[ProgressFile]:
+    """A training job's progress file, ended with how the job ended if not as planned: stopped by a signal, or
+    failed with its error (a GPU out of memory as the error that says what to change)."""
+    progress_file = ProgressFile(path, [run.lr for run in runs])
     try:
-        with training_device(runs[0], options) as device:
-            results = _train_pack(runs, options, device, progress_file)
+        yield progress_file
     except torch.cuda.OutOfMemoryError as error:
         failure = out_of_memory(runs, error)
         progress_file.close(failure)
@@ -241,7 +250,6 @@ def train_pack(
         progress_file.close(error, stopped=isinstance(error, (Interrupted, KeyboardInterrupt)))
         raise
     progress_file.close()
-    return results
 
 
 def out_of_memory(runs: Sequence[RunSpec], error: torch.cuda.OutOfMemoryError) -> OutOfMemory:
@@ -323,8 +331,8 @@ def _train_pack(
 
     # The loop: epochs of SGD steps, evaluated where the budget says, checkpointed after each epoch, told to the
     # job's logs (text, progress file, TensorBoard) as it goes, a resumed pack's earlier evaluations first.
-    first_step, trained, stopwatch = progress.step, time.perf_counter(), Stopwatch(progress)
     with stop_requests() as stop, PackLogs(runs, budget, progress, progress_file, options.tensorboard) as logs:
+        first_step, trained, stopwatch = progress.step, time.perf_counter(), Stopwatch(progress)
         while progress.step < budget.steps and any(learner.active):
             epoch, start = budget.epoch_of(progress.step + 1), progress.step % budget.steps_per_epoch
             if resume_order is not None:  # replay the stopped epoch's permutation
@@ -526,7 +534,7 @@ class PackLogs:
     """Where a pack's course is told as it trains: a flushed line per evaluation on stdout (the job's log, so
     that `tail -f` follows it), a JSON line in its progress file (`bslr.progress`, what `bslr status` reads),
     and its runs' TensorBoard logs where asked (`bslr.tensorboard`). Opened on a resumed pack, it tells the
-    evaluations its checkpoint holds first: Snakemake empties a job's logs before running it again, and every
+    evaluations its checkpoint holds first: Snakemake deletes a job's logs before running it again, and every
     log should still tell the whole run, each evaluation once."""
 
     def __init__(
@@ -538,7 +546,7 @@ class PackLogs:
         tensorboard: Sequence[str] | None,
     ) -> None:
         self.lrs, self.budget, self.progress_file = [run.lr for run in runs], budget, progress_file
-        self.board = None
+        self.board: PackBoard | None = None
         if tensorboard is not None:
             from bslr.tensorboard import PackBoard  # tensorboard's protobufs, only for jobs that log to it
 
@@ -572,7 +580,7 @@ class PackLogs:
                 flush=True,
             )
             entries = [self.entry(progress, index, row, step) for index, row in enumerate(rows)]
-            self.progress_file.evaluation(step, self.budget.epoch_of(step), entries, replayed=True)
+            self.progress_file.replayed(step, self.budget.epoch_of(step), entries)
 
     def entry(self, progress: Progress, index: int, row: Mapping[str, float] | None, step: int) -> dict[str, Any]:
         """Run `index`'s state and metrics in the progress line of the evaluation at `step`."""
@@ -626,7 +634,7 @@ class PackLogs:
         for entry in final:
             if entry["state"] == "training":
                 entry["state"] = "done"
-        self.progress_file.write("end", step=progress.step, runs=final)
+        self.progress_file.end(progress.step, final)
 
 
 def train_pack_to_files(
@@ -636,9 +644,10 @@ def train_pack_to_files(
     the checkpoint unless asked to keep it."""
     if len(outputs) != len(runs):
         raise ConfigError(f"{len(runs)} runs but {len(outputs)} output files; give one output per run")
-    results = train_pack(runs, options)
-    for (frame, metadata), output in zip(results, outputs, strict=True):
-        write_table(frame, output, metadata)
+    with job_progress(runs, options.progress) as progress_file:
+        results = train_pack(runs, options, progress_file)
+        for (frame, metadata), output in zip(results, outputs, strict=True):
+            write_table(frame, output, metadata)
     if options.checkpoint and not options.keep_checkpoint:
         Path(options.checkpoint).unlink(missing_ok=True)
     return [frame for frame, _ in results]

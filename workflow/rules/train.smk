@@ -22,7 +22,7 @@ rule execution_options:
 # Every path the job reads or writes comes through the rule (a Snakemake module's prefix applies to all):
 # the data the workflow generated, the execution options, the outputs (the checkpoint and the runs'
 # TensorBoard logs sit beside their tree), the text log and the progress file (JSON lines, bslr.progress).
-# Snakemake empties a job's logs before running it again; a resumed job replays its earlier evaluations.
+# Snakemake deletes a job's logs before running it again; a resumed job replays its earlier evaluations.
 TRAIN_SHELL = (
     "bslr train --protocol {params.protocol:q} --output {output:q} --threads {threads}"
     " --execution {input.execution:q} --checkpoint auto --progress {log.progress:q} > {log.text:q} 2>&1"
