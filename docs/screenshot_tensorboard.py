@@ -1,5 +1,6 @@
 """The picture of TensorBoard's HParams tab in docs/: a TensorBoard served on localhost over a study's log
-directory, photographed by headless Chromium (Debian's `chromium` package).
+directory (the tests' server, tests/tensorboard_api.py), photographed by headless Chromium (Debian's
+`chromium` package).
 
     snakemake --cores 2                                   # the default study, logging to TensorBoard
     python docs/screenshot_tensorboard.py                 # -> docs/figures/tensorboard_hparams.png
@@ -9,34 +10,14 @@ directory, photographed by headless Chromium (Debian's `chromium` package).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def sessions(url: str) -> int:
-    """How many runs the HParams plugin has loaded so far."""
-    statuses = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
-    body = {"experimentName": "", "startIndex": 0, "sliceSize": 100000, "allowedStatuses": statuses}
-    body = json.dumps(body).encode()
-    request = urllib.request.Request(
-        f"{url}/data/plugin/hparams/session_groups", body, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return len(json.load(response).get("sessionGroups", []))
+sys.path.insert(0, str(DOCS.parent / "tests"))
+from tensorboard_api import tensorboard  # noqa: E402
 
 
 def main() -> None:
@@ -51,21 +32,7 @@ def main() -> None:
     runs = sum(1 for _ in Path(args.logdir).rglob("events.out.tfevents.*"))
     if runs == 0:
         sys.exit(f"no TensorBoard runs under {args.logdir}: run the study first (snakemake --cores 2)")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "tensorboard.main", "--logdir", args.logdir, "--host", "127.0.0.1"]
-    server = subprocess.Popen([*command, "--port", str(port)], stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if sessions(url) >= runs:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                sys.exit(f"TensorBoard did not load the {runs} runs of {args.logdir} in 120 s")
-            time.sleep(1)
+    with tensorboard(Path(args.logdir), runs=runs) as board:
         subprocess.run(
             [
                 browser,
@@ -76,14 +43,11 @@ def main() -> None:
                 f"--window-size={args.size}",
                 "--virtual-time-budget=20000",  # let the page load the runs and draw before the picture
                 f"--screenshot={Path(args.output).resolve()}",
-                f"{url}/#hparams",
+                f"{board.url}/#hparams",
             ],
             check=True,
             capture_output=True,
         )
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     print(f"wrote {args.output}: the HParams tab of {runs} runs under {args.logdir}")
 
 
