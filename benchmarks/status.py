@@ -16,7 +16,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +29,8 @@ from bslr.status import pack_files
 from bslr.storage import RUN_COLUMNS, write_table
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from planning import timed  # noqa: E402
 
 
 def paper_tree(root: Path) -> Path:
@@ -62,12 +63,6 @@ def paper_tree(root: Path) -> Path:
     return config_path
 
 
-def timed(command: list[str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
-    return time.perf_counter() - started
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
@@ -84,7 +79,7 @@ def main() -> None:
         times: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(args.repeats):
             for name, command in commands.items():
-                times[name].append(timed(command))
+                times[name].append(timed(command, root))
     print(f"1,600 runs of config/paper.yaml, median of {args.repeats} runs each, in turn:")
     for name, values in times.items():
         print(f"  {name}: {statistics.median(values):.2f} s (min {min(values):.2f}, max {max(values):.2f})")

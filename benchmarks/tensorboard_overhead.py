@@ -14,19 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def timed(command: list[str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
-    return time.perf_counter() - started
+sys.path.insert(0, str(REPO / "benchmarks"))
+from planning import timed  # noqa: E402
 
 
 def main() -> None:
@@ -43,7 +37,7 @@ def main() -> None:
                 command += ["--directory", workdir, "--cores", str(args.cores)]
                 command += ["--configfile", str(Path(args.configfile).resolve())]
                 command += ["--config", f"training={{tensorboard: {value}}}"]
-                seconds = timed(command)
+                seconds = timed(command, Path(workdir))
                 logged = sum(1 for _ in Path(workdir, "results/tensorboard").rglob("events.out.tfevents.*"))
             times[setting].append(seconds)
             print(f"repeat {repeat + 1}, {setting}: {seconds:.1f} s ({logged} TensorBoard runs written)", flush=True)
