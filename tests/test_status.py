@@ -3,6 +3,7 @@
 import re
 import subprocess
 import sys
+import time
 
 import pandas as pd
 
@@ -10,6 +11,7 @@ from bslr.cli import main
 from bslr.errors import Interrupted, OutOfMemory
 from bslr.plan import Run
 from bslr.progress import ProgressFile, run_entry
+from bslr.status import state_of
 from bslr.storage import RUN_COLUMNS, write_table
 from conftest import tiny_config, write_config
 
@@ -119,6 +121,9 @@ def test_status_of_packs_reads_each_run_s_state_in_its_job_s_last_line(tmp_path,
     trained = job(256)
     trained.start(steps=30, epochs=2, resumed_at=0)
     trained.end(30, [run_entry(lr, "done", None) for lr in lrs])
+    started = {"event": "start", "time": time.time(), "job": [0.1], "steps": 250, "epochs": 2, "resumed_at": 0}
+    assert state_of(started, 0.1) == ("in progress", "started 0 min ago, no evaluation yet (250 steps)", None)
+    assert state_of(started, 0.2) is None  # a line of a job that trained other learning rates under this name
 
     assert main(["status", "--configfile", str(config), "--directory", str(tmp_path)]) == 0
     out = capsys.readouterr().out

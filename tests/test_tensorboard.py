@@ -63,3 +63,11 @@ def test_tensorboard_serves_every_run_with_its_hyperparameters_final_metrics_and
         exported_name = name.replace("live/", "export/", 1)
         assert served["scalars"][exported_name] == scalars
         assert served["sessions"][exported_name] == session
+
+
+def test_export_refuses_a_missing_path_and_a_log_directory_among_the_run_files(tmp_path, capsys):
+    assert main(["export", "tensorboard", str(tmp_path / "nowhere")]) == 1
+    assert f"bslr export: error: {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
+    (tmp_path / "results/runs").mkdir(parents=True)
+    assert main(["export", "tensorboard", str(tmp_path / "results/runs"), "--logdir", "results/runs/tb"]) == 1
+    assert "--logdir results/runs/tb is inside results/runs, among the per-run files" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -160,8 +161,13 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     from bslr.plan import RUN, RUN_PATTERN
 
+    parts = Path(args.logdir or ".").resolve().parts
+    if args.logdir and any(parts[index : index + 2] == ("results", "runs") for index in range(len(parts))):
+        raise ConfigError(f"--logdir {args.logdir} is inside results/runs, among the per-run files; give another")
     files: list[Path] = []
     for given in map(Path, args.paths):
+        if not given.exists():
+            raise ConfigError(f"{given} does not exist; give per-run files or directories of them (results/runs)")
         if given.is_dir():
             files += sorted(path for path in given.rglob("*.parquet") if RUN_PATTERN.fullmatch(str(path)))
         elif RUN_PATTERN.fullmatch(str(given)):
@@ -415,6 +421,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
+    except BrokenPipeError:  # `bslr status | head`: the reader has what it wanted
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (Python's flush at exit would raise again)
+        return 0
     except EXPECTED_ERRORS as error:
         print(f"bslr {args.command}: error: {error}", file=sys.stderr)
         return 1

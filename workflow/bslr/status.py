@@ -81,8 +81,13 @@ def state_of(event: dict[str, Any], lr: float) -> tuple[str, str, float | None] 
     if kind in ("failed", "stopped"):
         return kind, event["error"], None
     if kind == "start":
-        where = f"resumed at step {event['resumed_at']}" if event["resumed_at"] else "started"
-        return "in progress", f"{where} of {event['steps']}, no evaluation since ({ago(event['time'])})", None
+        if event["resumed_at"]:
+            return (
+                "in progress",
+                f"resumed at step {event['resumed_at']} of {event['steps']} {ago(event['time'])}",
+                None,
+            )
+        return "in progress", f"started {ago(event['time'])}, no evaluation yet ({event['steps']} steps)", None
     if kind == "end":
         return "in progress", f"trained ({ago(event['time'])}); its file is being written", None
     reached = f"reached its target at step {entry['since_step']}, " if entry["state"] == "reached" else ""
