@@ -72,9 +72,9 @@ def ago(moment: float) -> str:
 def state_of(event: dict[str, Any], lr: float) -> tuple[str, str, float | None] | None:
     """(state, detail, seconds left) of the run at `lr` from its job's last progress line; None where the line
     is of a job that trained other learning rates under this pack's name (its config changed since)."""
-    entry = next((entry for entry in event.get("runs", [{"lr": lr}]) if entry["lr"] == lr), None)
-    if entry is None or lr not in event["job"]:
+    if lr not in event["job"]:
         return None
+    entry = next((entry for entry in event.get("runs", []) if entry["lr"] == lr), {})  # `start` lines have none
     kind = event["event"]
     if entry.get("state") == "diverged":
         return "diverged", f"at step {entry['since_step']}", None
